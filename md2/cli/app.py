@@ -1,0 +1,87 @@
+"""The ``md2`` command: wires one Typer sub-command per module and turns users' errors into one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+from typer.main import get_command
+
+from md2 import __version__
+from md2.cli import (
+    convert_jpeg,
+    download_kitti,
+    evaluate_depth,
+    evaluate_pose,
+    export_gt,
+    predict,
+    synth,
+    train,
+)
+from md2.cli.errors import debug_enabled, fail
+from md2.errors import MD2Error
+
+app = typer.Typer(
+    name="md2",
+    help="Monodepth2: self-supervised monocular depth. Train, evaluate and predict on KITTI or your own data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for module in (download_kitti, convert_jpeg, export_gt, train, evaluate_depth, evaluate_pose, predict, synth):
+    app.command(name=module.NAME, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"md2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print md2's version and exit."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks (also MD2_DEBUG=1); accepted anywhere on the line.")
+    ] = False,
+) -> None:
+    """Monodepth2, rebuilt: one package, one command."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``md2`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        # Accepted after the sub-command too, so the user can append it to the line that failed.
+        args.remove("--debug")
+        os.environ["MD2_DEBUG"] = "1"
+    command = get_command(app)
+    try:
+        code = command.main(args=args, prog_name="md2", standalone_mode=False)
+    except MD2Error as error:
+        if debug_enabled():
+            raise
+        fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as error:
+        # Typer's parser errors (its own click or a vendored copy) carry exit_code and format_message.
+        if type(error).__name__ == "Abort":
+            fail("interrupted", 130)
+        format_message = getattr(error, "format_message", None)
+        exit_code = getattr(error, "exit_code", None)
+        if debug_enabled() or not callable(format_message) or not isinstance(exit_code, int):
+            raise
+        if not format_message().strip():
+            sys.exit(exit_code)  # e.g. `md2` alone: the help was printed already
+        context = getattr(error, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        fail(format_message() + hint, exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,31 @@
+"""The exceptions md2 raises for users' mistakes and for failures of the world (files, network).
+
+The CLI turns any :class:`MD2Error` into one red line on stderr and the exception's ``exit_code``;
+every other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MD2Error(Exception):
+    """A problem the user can act on: the message says what and where. Exit code 1 (runtime)."""
+
+    exit_code = 1
+
+
+class UsageError(MD2Error):
+    """A bad option or an invalid combination of options. Exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(MD2Error):
+    """Missing, unreadable or malformed input data (images, splits, calibration, lidar scans)."""
+
+
+class CheckpointError(MD2Error):
+    """A weights folder or file that is missing, corrupt, or does not match the architecture."""
+
+
+class DownloadError(MD2Error):
+    """A download that failed: no network, a server error, a corrupt or unsafe archive."""
