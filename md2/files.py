@@ -1,0 +1,38 @@
+"""Atomic file writes: outputs appear complete under their final name, or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from md2.errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    The temporary name keeps ``path``'s suffix (or ``suffix``) so writers that choose a format by extension
+    (Pillow, numpy) still work. On any error the temporary file is removed and ``path`` is untouched; an
+    ``OSError`` (disk full, permission) becomes a :class:`DataError` naming ``path``.
+    """
+    path = Path(path)
+    keep = suffix if suffix is not None else path.suffix
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{keep}", dir=path.parent)
+    except OSError as error:
+        raise DataError(f"cannot write {path}: {error.strerror or error}") from None
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
