@@ -1,11 +1,70 @@
-"""Placeholder until its issue lands."""
+"""Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from md2.cli.errors import err_console
 from md2.errors import UsageError
 
 NAME = "predict"
+EPILOG = (
+    "Examples:  md2 predict photo.jpg  |  md2 predict frames/ --ext png --batch-size 8  |  "
+    "md2 predict 'shots/*.jpg' --model mono_1024x320 --output-dir out  |  "
+    "md2 predict photo.jpg --weights ~/tmp/mono_model/models/weights_19 --save-depth-png"
+)
 
 
-def command() -> None:
-    raise UsageError("md2 predict is not implemented yet")
+def command(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (see --ext) or glob patterns.")],
+    model: Annotated[Optional[str], typer.Option(help="Pretrained model name [default: mono+stereo_640x192].")] = None,
+    weights: Annotated[
+        Optional[Path], typer.Option("--weights", "--load-weights-folder", help="A weights folder instead of --model.")
+    ] = None,
+    ext: Annotated[str, typer.Option(help="Image extension to look for in folders.")] = "jpg",
+    output_dir: Annotated[Optional[Path], typer.Option(help="Write outputs here [default: beside each image].")] = None,
+    pred_metric_depth: Annotated[
+        bool, typer.Option(help="Write NAME_depth.npy (metric depth = 5.4 x depth) instead of NAME_disp.npy.")
+    ] = False,
+    save_depth_png: Annotated[bool, typer.Option(help="Also write NAME_depth.png: 16-bit, depth x 256 (KITTI).")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.")] = 1,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
+    from md2.core import zoo
+    from md2.core.inference import DepthPredictor
+    from md2.core.predict import PredictOptions, collect_inputs, predict_images
+
+    console = Console(stderr=True, quiet=quiet)
+    if model is not None and weights is not None:
+        raise UsageError("give --model or --weights, not both")
+    paths = collect_inputs(inputs, ext)
+    if weights is None:
+        name = model or zoo.DEFAULT_MODEL
+        weights = zoo.fetch_model(name, progress=not quiet)
+        label = name
+    else:
+        label = str(weights)
+    predictor = DepthPredictor.from_folder(weights, device=device)
+    if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
+        console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
+    options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=quiet or len(paths) < 2, transient=True) as progress:
+        task = progress.add_task("predict", total=len(paths))
+        report = predict_images(predictor, paths, options, on_image=lambda _: progress.advance(task))
+    for _, reason in report.failed:
+        err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
+    done = len(paths) - len(report.failed)
+    where = output_dir if output_dir is not None else "the images' folders"
+    console.print(f"{done} of {len(paths)} images with {label} on {predictor.device}; outputs in {where}",
+                  highlight=False)
+    if report.failed:
+        raise typer.Exit(1)

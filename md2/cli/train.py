@@ -1,11 +1,91 @@
-"""Placeholder until its issue lands."""
+"""Train Monodepth2: mono, stereo or mono+stereo; one GPU, several, or the CPU (the reference's train.py)."""
 
 from __future__ import annotations
 
-from md2.errors import UsageError
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import typer
+
+from md2.core.train.config import MODALITIES, SECTIONS, build_config
 
 NAME = "train"
+EPILOG = (
+    "Examples:  md2 train --modality mono --model-name mono_model  |  "
+    "md2 train --modality stereo --model-name stereo_model  |  "
+    "md2 train --modality mono+stereo --model-name ms --config run.yaml  |  "
+    "md2 train --resume ~/tmp/mono_model  |  "
+    "torchrun --nproc-per-node 4 -m md2 train --modality mono --batch-size 6"
+)
+
+# Reference-style flags whose name already says "off": give them an explicit opposite.
+_NEGATIVE_FLAGS = {"no_ssim": "--ssim", "disable_automasking": "--enable-automasking"}
 
 
-def command() -> None:
-    raise UsageError("md2 train is not implemented yet")
+def _option(name: str, item: dataclasses.Field, annotation: Any) -> inspect.Parameter:
+    """A Typer option for one config field: its help, its default shown, None meaning "not given"."""
+    kebab = "--" + name.replace("_", "-")
+    origin = get_origin(annotation)
+    if origin is Union:
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+        origin = get_origin(annotation)
+    default = item.default
+    if origin is tuple:
+        cli_type, default = str, ",".join(map(str, default))
+    elif annotation is bool:
+        cli_type = bool
+        kebab = f"{kebab}/{_NEGATIVE_FLAGS.get(name, '--no-' + name.replace('_', '-'))}"
+    else:
+        cli_type = annotation
+    section = next(s for s, cls in SECTIONS.items() if name in {f.name for f in dataclasses.fields(cls)})
+    info = typer.Option(kebab, help=item.metadata["help"], show_default=default is not None,
+                        rich_help_panel=f"{section} options")
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[Optional[cli_type], info])
+
+
+def _build_parameters() -> list[inspect.Parameter]:
+    modalities = ", ".join(MODALITIES)
+    parameters = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("modality", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option(help=f"Preset of the reference's commands: {modalities}. "
+                                             "Options given explicitly win.")]),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[Path], typer.Option(help="YAML file of options (the command line wins).")]),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[Path], typer.Option(help="Continue the run in this folder (LOG_DIR/MODEL_NAME) where it stopped.")]),
+    ]
+    for cls in SECTIONS.values():
+        hints = get_type_hints(cls)
+        parameters.extend(_option(item.name, item, hints[item.name]) for item in dataclasses.fields(cls))
+    return parameters
+
+
+def command(ctx: typer.Context, **options: Any) -> None:
+    """Train Monodepth2: mono, stereo or mono+stereo; one GPU, several, or the CPU (the reference's train.py)."""
+    modality = options.pop("modality")
+    config_file = options.pop("config")
+    resume = options.pop("resume")
+    # Only what the user typed overrides presets and YAML files; the shown defaults are the dataclass's.
+    options = {name: value for name, value in options.items() if _given(ctx, name)}
+    if resume is not None:
+        from md2.core.train.loop import resume_training
+
+        resume_training(resume, overrides=options)
+        return
+    config = build_config(options, modality=modality, config_file=config_file)
+    from md2.core.train.loop import run_training
+
+    run_training(config)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+command.__signature__ = inspect.Signature(_build_parameters())  # type: ignore[attr-defined]
+command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}

@@ -1,0 +1,147 @@
+"""The ``md2 predict`` job: photos in, disparity / depth files and colour-mapped images out."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
+from md2.core.visualize import colorize_disparity
+from md2.errors import DataError
+from md2.files import atomic_path
+
+OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png")
+"""Names md2 (and the reference) write; never taken as inputs on a later run."""
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Where and what to write for each image."""
+
+    output_dir: Path | None = None
+    pred_metric_depth: bool = False
+    save_depth_png: bool = False
+    batch_size: int = 1
+
+
+@dataclass
+class PredictReport:
+    """What a run did: one entry per image."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
+    """Expand files, folders (``*.ext`` inside) and glob patterns into a sorted list of images.
+
+    Outputs of earlier runs (``*_disp.jpeg`` ...) are skipped. A path that matches nothing is a DataError.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            matches = sorted(path.glob(f"*.{ext.lstrip('.')}"))
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(p) for p in sorted(glob.glob(str(path))) if Path(p).is_file()]
+            if not matches:
+                raise DataError(f"no such file, folder or pattern: {item}")
+        found.extend(p for p in matches if not p.name.endswith(OUTPUT_SUFFIXES))
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise DataError(f"no images to predict in {', '.join(map(str, inputs))} (looked for *.{ext})")
+    return unique
+
+
+def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Read an RGB image and resize it to the network's size with LANCZOS (Pillow's old ANTIALIAS).
+
+    Returns ((3, height, width) float in [0, 1], (original_height, original_width)).
+    """
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+    original = (rgb.height, rgb.width)
+    resized = np.asarray(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
+    tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
+    return tensor, original
+
+
+def _output_stem(path: Path, options: PredictOptions) -> Path:
+    folder = options.output_dir if options.output_dir is not None else path.parent
+    return folder / path.stem
+
+
+def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, original: tuple[int, int],
+                 options: PredictOptions) -> list[Path]:
+    """Write one image's outputs; ``disp`` is (1, 1, h, w) at the network's resolution."""
+    stem = _output_stem(path, options)
+    written = []
+    # As the reference: the .npy holds the network-resolution result, the picture the original size.
+    if options.pred_metric_depth:
+        npy, array = Path(f"{stem}_depth.npy"), STEREO_SCALE_FACTOR * predictor.depth(disp)
+    else:
+        npy, array = Path(f"{stem}_disp.npy"), predictor.scaled_disparity(disp)
+    with atomic_path(npy) as temporary:
+        np.save(temporary, array.float().cpu().numpy())
+    written.append(npy)
+
+    disp_full = upsample(disp, *original)
+    picture = Path(f"{stem}_disp.jpeg")
+    with atomic_path(picture) as temporary:
+        Image.fromarray(colorize_disparity(disp_full[0, 0].float().cpu().numpy())).save(temporary, format="JPEG")
+    written.append(picture)
+
+    if options.save_depth_png:
+        depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
+        if predictor.use_stereo:
+            depth = depth * STEREO_SCALE_FACTOR
+        png = Path(f"{stem}_depth.png")
+        encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
+        with atomic_path(png) as temporary:
+            Image.fromarray(encoded).save(temporary, format="PNG")
+        written.append(png)
+    return written
+
+
+def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,
+                   on_image: Callable[[Path], None] | None = None) -> PredictReport:
+    """Predict every image in ``paths`` in batches; unreadable images are reported, the rest still run.
+
+    Decoding and resizing happen in a background thread so the network is not left waiting.
+    """
+    if options.output_dir is not None:
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+    report = PredictReport()
+    batches = [paths[i:i + options.batch_size] for i in range(0, len(paths), options.batch_size)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loaded = pool.map(lambda batch: [_try_load(p, predictor) for p in batch], batches)
+        for batch, items in zip(batches, loaded):
+            good = [(p, item) for p, item in zip(batch, items) if not isinstance(item, str)]
+            report.failed.extend((p, item) for p, item in zip(batch, items) if isinstance(item, str))
+            if good:
+                disps = predictor.disparity(torch.stack([tensor for _, (tensor, _) in good]))
+                for index, (path, (_, original)) in enumerate(good):
+                    report.written.extend(save_outputs(predictor, path, disps[index:index + 1], original, options))
+            for path in batch:
+                if on_image is not None:
+                    on_image(path)
+    return report
+
+
+def _try_load(path: Path, predictor: DepthPredictor) -> tuple[torch.Tensor, tuple[int, int]] | str:
+    try:
+        return load_image(path, predictor.width, predictor.height)
+    except DataError as error:
+        return str(error)
