@@ -1,0 +1,76 @@
+"""Monodepth2's depth decoder: a U-Net style decoder with sigmoid disparities at four scales."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Conv3x3(nn.Module):
+    """3x3 convolution after a padding of 1 (reflection, or zeros)."""
+
+    def __init__(self, in_channels: int, out_channels: int, use_reflection: bool = True) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1) if use_reflection else nn.ZeroPad2d(1)
+        self.conv = nn.Conv2d(int(in_channels), int(out_channels), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(x))
+
+
+class ConvBlock(nn.Module):
+    """Conv3x3 followed by ELU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = Conv3x3(in_channels, out_channels)
+        self.nonlin = nn.ELU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlin(self.conv(x))
+
+
+class DepthDecoder(nn.Module):
+    """Decoder from the five encoder feature maps to disparities.
+
+    For i = 4..0: ConvBlock, nearest x2 upsampling, concatenation with encoder features i-1 (i > 0), ConvBlock;
+    at each scale s in ``scales`` a Conv3x3 + sigmoid gives ``num_output_channels`` maps.
+
+    ``forward(features)`` returns {s: (B, num_output_channels, H/2^s, W/2^s)} in [0, 1] for an input of H x W.
+    The module list ``decoder`` is ordered as the official checkpoints: upconv (4,0), (4,1), ..., (0,1), then
+    dispconv 0..3.
+    """
+
+    num_ch_dec = (16, 32, 64, 128, 256)
+
+    def __init__(self, num_ch_enc: Sequence[int], scales: Iterable[int] = range(4), num_output_channels: int = 1,
+                 use_skips: bool = True) -> None:
+        super().__init__()
+        self.scales = tuple(scales)
+        self.use_skips = use_skips
+        self.num_output_channels = num_output_channels
+        layers: list[nn.Module] = []
+        for i in range(4, -1, -1):
+            in_channels = num_ch_enc[-1] if i == 4 else self.num_ch_dec[i + 1]
+            layers.append(ConvBlock(in_channels, self.num_ch_dec[i]))
+            in_channels = self.num_ch_dec[i] + (num_ch_enc[i - 1] if use_skips and i > 0 else 0)
+            layers.append(ConvBlock(in_channels, self.num_ch_dec[i]))
+        for s in self.scales:
+            layers.append(Conv3x3(self.num_ch_dec[s], num_output_channels))
+        self.decoder = nn.ModuleList(layers)
+
+    def forward(self, input_features: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
+        outputs: dict[int, torch.Tensor] = {}
+        x = input_features[-1]
+        for step, i in enumerate(range(4, -1, -1)):
+            x = self.decoder[2 * step](x)
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            if self.use_skips and i > 0:
+                x = torch.cat([x, input_features[i - 1]], 1)
+            x = self.decoder[2 * step + 1](x)
+            if i in self.scales:
+                outputs[i] = torch.sigmoid(self.decoder[10 + self.scales.index(i)](x))
+        return outputs
