@@ -1,0 +1,195 @@
+"""The official Monodepth2 weights-folder format, read and written.
+
+A folder holds ``encoder.pth`` (the depth encoder's state dict plus plain ``height``, ``width`` and
+``use_stereo``), ``depth.pth``, and when trained with a pose network ``pose_encoder.pth`` and ``pose.pth``
+(``predictive_mask.pth`` and ``adam.pth`` when present). Files are plain dicts of tensors written by
+``torch.save``; md2 reads them with ``weights_only=True`` so loading never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from md2.errors import CheckpointError
+
+PLAIN_VALUES = ("height", "width", "use_stereo")
+"""Extra entries of encoder.pth that are not parameters."""
+
+LAYER3_BLOCKS = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}
+"""(blocks in layer3, bottleneck blocks) -> ResNet depth."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a weights folder says about its depth model."""
+
+    height: int
+    width: int
+    use_stereo: bool
+    num_layers: int
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        elif isinstance(module, nn.parallel.DistributedDataParallel) or type(module).__name__ == "DataParallel":
+            module = module.module
+        else:
+            return module
+
+
+def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: int, width: int,
+                        use_stereo: bool, optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write ``<name>.pth`` per module (and ``adam.pth``) into ``folder``, atomically.
+
+    Everything is written into a temporary sibling folder that is renamed onto ``folder`` only when complete,
+    so a crash never leaves a folder that looks complete but is not. An existing ``folder`` is replaced.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for name, module in modules.items():
+            state = {k: v.detach().cpu() for k, v in unwrap(module).state_dict().items()}
+            if name == "encoder":
+                state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
+            torch.save(state, temporary / f"{name}.pth")
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), temporary / "adam.pth")
+        _fsync_folder(temporary)
+        _replace_folder(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return folder
+
+
+def _fsync_folder(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """Rename ``source`` onto ``target``; an old ``target`` is moved aside first and removed after."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
+def load_state_dict_file(path: Path) -> dict:
+    """Read one ``.pth`` file safely (``weights_only=True``) onto the CPU.
+
+    Raises CheckpointError naming the file when it is missing, truncated, corrupt or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt, truncated or not a torch file ({reason})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+def load_module(module: nn.Module, source: Path | dict, *, file_label: str | None = None,
+                strict: bool = True) -> None:
+    """Load a state dict into ``module`` after checking keys and shapes.
+
+    Args:
+        source: a ``.pth`` path or an already loaded state dict.
+        file_label: how to name the source in errors (defaults to the path).
+        strict: refuse missing and unexpected keys (plain height/width/use_stereo are always ignored).
+    Raises CheckpointError naming the file and the first offending key.
+    """
+    state = load_state_dict_file(source) if isinstance(source, (str, Path)) else source
+    label = file_label or str(source if isinstance(source, (str, Path)) else "state dict")
+    state = {k: v for k, v in state.items() if k not in PLAIN_VALUES}
+    target = unwrap(module)
+    expected = target.state_dict()
+    for key, value in state.items():
+        if key not in expected:
+            if strict:
+                raise CheckpointError(f"{label}: unexpected key {key!r} (a different architecture?)")
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{label}: key {key!r} is not a tensor")
+        if value.shape != expected[key].shape:
+            raise CheckpointError(f"{label}: key {key!r} has shape {tuple(value.shape)}, "
+                                  f"the model expects {tuple(expected[key].shape)}")
+    missing = [key for key in expected if key not in state]
+    if missing and strict:
+        raise CheckpointError(f"{label}: missing key {missing[0]!r}" +
+                              (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    target.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=strict)
+
+
+def infer_num_layers(encoder_state: dict, label: str = "encoder.pth") -> int:
+    """ResNet depth from an encoder state dict's layer3 block count and block type."""
+    blocks = {int(key.split(".")[2]) for key in encoder_state if key.startswith("encoder.layer3.")}
+    bottleneck = any(key.endswith("conv3.weight") for key in encoder_state if key.startswith("encoder.layer3."))
+    depth = LAYER3_BLOCKS.get((len(blocks), bottleneck))
+    if depth is None:
+        raise CheckpointError(f"{label}: not a ResNet-18/34/50/101/152 encoder")
+    return depth
+
+
+def read_model_meta(folder: Path) -> ModelMeta:
+    """Height, width, use_stereo and ResNet depth of the depth model in a weights folder."""
+    path = Path(folder) / "encoder.pth"
+    return meta_from_encoder_state(load_state_dict_file(path), path)
+
+
+def meta_from_encoder_state(state: dict, path: Path) -> ModelMeta:
+    """ModelMeta from an already loaded encoder.pth."""
+    missing = [key for key in ("height", "width") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: no {missing[0]!r} entry (not a Monodepth2 encoder.pth?)")
+    return ModelMeta(int(state["height"]), int(state["width"]), bool(state.get("use_stereo", False)),
+                     infer_num_layers(state, str(path)))
+
+
+def load_depth_model(folder: Path, device: torch.device | str | None = None,
+                     num_layers: int | None = None) -> tuple[nn.Module, nn.Module, ModelMeta]:
+    """Encoder and depth decoder of a weights folder, in eval mode on ``device``.
+
+    ``num_layers`` (optional) must agree with the weights; by default it is read from them.
+    """
+    from md2.core.networks import DepthDecoder, ResnetEncoder
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"weights folder not found: {folder}")
+    for name in ("encoder.pth", "depth.pth"):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder} has no {name}: not a depth model weights folder")
+    encoder_state = load_state_dict_file(folder / "encoder.pth")
+    meta = meta_from_encoder_state(encoder_state, folder / "encoder.pth")
+    if num_layers is not None and num_layers != meta.num_layers:
+        raise CheckpointError(f"{folder / 'encoder.pth'} holds a ResNet-{meta.num_layers} encoder, "
+                              f"but --num-layers {num_layers} was given")
+    encoder = ResnetEncoder(meta.num_layers, pretrained=False)
+    load_module(encoder, encoder_state, file_label=str(folder / "encoder.pth"))
+    decoder = DepthDecoder(encoder.num_ch_enc, scales=range(4))
+    load_module(decoder, folder / "depth.pth")
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    return encoder.to(target).eval(), decoder.to(target).eval(), meta
