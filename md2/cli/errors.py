@@ -19,5 +19,5 @@ def debug_enabled() -> bool:
 def fail(message: str, exit_code: int) -> "NoReturn":  # noqa: F821 - typing only
     """Print ``error: message`` as one red line on stderr and exit."""
     one_line = " ".join(str(message).split())
-    err_console.print(f"[bold red]error:[/bold red] {escape(one_line)}")
+    err_console.print(f"[bold red]error:[/bold red] {escape(one_line)}", soft_wrap=True)
     sys.exit(exit_code)

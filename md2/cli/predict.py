@@ -38,7 +38,6 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
-    from md2.core import zoo
     from md2.core.inference import DepthPredictor
     from md2.core.predict import PredictOptions, collect_inputs, predict_images
 
@@ -47,6 +46,8 @@ def command(
         raise UsageError("give --model or --weights, not both")
     paths = collect_inputs(inputs, ext)
     if weights is None:
+        from md2.core import zoo
+
         name = model or zoo.DEFAULT_MODEL
         weights = zoo.fetch_model(name, progress=not quiet)
         label = name

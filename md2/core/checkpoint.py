@@ -103,9 +103,12 @@ def load_state_dict_file(path: Path) -> dict:
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
-        reason = " ".join(str(error).split())[:200]
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt, truncated or not a torch file ({reason})") from None
+    except pickle.UnpicklingError:
+        # Also what weights_only=True raises for a file that would need arbitrary code to load.
+        raise CheckpointError(f"cannot read checkpoint {path}: not a plain torch state-dict file") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split())[:120]
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({reason})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict (found {type(state).__name__})")
     return state

@@ -1,0 +1,74 @@
+"""The md2 executable: sub-commands, help, version, and one-line errors with the right exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import md2
+
+COMMANDS = ["download-kitti", "convert-jpeg", "export-gt", "train", "evaluate-depth", "evaluate-pose", "predict", "synth"]
+
+
+def run_md2(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``md2`` console script (the real executable), capturing its output."""
+    merged = {**os.environ, "COLUMNS": "120", **(env or {})}
+    merged.pop("MD2_DEBUG", None) if env is None or "MD2_DEBUG" not in env else None
+    executable = os.path.join(os.path.dirname(sys.executable), "md2")
+    return subprocess.run([executable, *args], capture_output=True, text=True, env=merged, timeout=120)
+
+
+def test_version_prints_package_version():
+    result = run_md2("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"md2 {md2.__version__}"
+
+
+def test_help_lists_every_command():
+    result = run_md2("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name):
+    result = run_md2(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_unknown_option_is_one_line_with_exit_2():
+    result = run_md2("predict", "--no-such-option")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-option" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_exits_2():
+    result = run_md2("no-such-command")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_runtime_error_is_one_line_with_exit_1(tmp_path):
+    result = run_md2("predict", str(tmp_path / "missing.jpg"), "--weights", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing.jpg" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_traceback(tmp_path, how):
+    args = ["predict", str(tmp_path / "missing.jpg"), "--weights", str(tmp_path)]
+    if how == "flag":
+        result = run_md2(*args, "--debug")
+    else:
+        result = run_md2(*args, env={"MD2_DEBUG": "1"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
