@@ -1,0 +1,94 @@
+"""KITTI calibration files, velodyne scans, and lidar-to-depth-map projection (the Eigen ground truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from md2.errors import DataError
+
+
+def read_calib_file(path: Path | str) -> dict[str, np.ndarray]:
+    """Parse a KITTI calibration file: ``key: numbers`` per line; non-numeric values (calib_time) are skipped."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"calibration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read calibration file {path}: {error}") from None
+    data: dict[str, np.ndarray] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        try:
+            data[key.strip()] = np.array([float(x) for x in value.split()])
+        except ValueError:
+            continue  # e.g. calib_time: 09-Jan-2012 13:57:47
+    return data
+
+
+def _entry(calib: dict[str, np.ndarray], key: str, size: int, path: Path) -> np.ndarray:
+    if key not in calib:
+        raise DataError(f"calibration file {path} has no {key!r}")
+    if calib[key].size != size:
+        raise DataError(f"calibration file {path}: {key!r} has {calib[key].size} values, expected {size}")
+    return calib[key]
+
+
+def load_velodyne_points(path: Path | str) -> np.ndarray:
+    """Read a velodyne scan: (N, 4) float32 rows x, y, z, 1 (the reflectance column set to 1, as the reference)."""
+    path = Path(path)
+    try:
+        raw = np.fromfile(path, dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError(f"velodyne scan not found: {path}") from None
+    if raw.size % 4:
+        raise DataError(f"velodyne scan {path} has {raw.size * 4} bytes, not a multiple of 16 (corrupt?)")
+    points = raw.reshape(-1, 4)
+    points[:, 3] = 1.0
+    return points
+
+
+def velodyne_to_image(calib_dir: Path | str, cam: int = 2) -> tuple[np.ndarray, tuple[int, int]]:
+    """(3, 4) projection from lidar to image ``cam`` pixels and the image shape (height, width)."""
+    calib_dir = Path(calib_dir)
+    cam_file, velo_file = calib_dir / "calib_cam_to_cam.txt", calib_dir / "calib_velo_to_cam.txt"
+    cam_to_cam, velo_to_cam = read_calib_file(cam_file), read_calib_file(velo_file)
+    velo2cam = np.eye(4)
+    velo2cam[:3, :3] = _entry(velo_to_cam, "R", 9, velo_file).reshape(3, 3)
+    velo2cam[:3, 3] = _entry(velo_to_cam, "T", 3, velo_file)
+    R_rect = np.eye(4)
+    R_rect[:3, :3] = _entry(cam_to_cam, "R_rect_00", 9, cam_file).reshape(3, 3)
+    P_rect = _entry(cam_to_cam, f"P_rect_0{cam}", 12, cam_file).reshape(3, 4)
+    width, height = _entry(cam_to_cam, "S_rect_02", 2, cam_file).astype(np.int32)
+    return P_rect @ R_rect @ velo2cam, (int(height), int(width))
+
+
+def generate_depth_map(calib_dir: Path | str, velo_path: Path | str, cam: int = 2,
+                       vel_depth: bool = False) -> np.ndarray:
+    """Project a velodyne scan into camera ``cam``: (H, W) depth in metres, 0 where no point lands.
+
+    As the reference: points with lidar x < 0 are dropped; pixel = round(u) - 1, round(v) - 1; points outside
+    the image are dropped; where several points land on one pixel the smallest depth wins; negative depths
+    become 0. ``vel_depth`` stores the lidar's forward distance x instead of the camera z.
+    """
+    P_velo2im, (height, width) = velodyne_to_image(calib_dir, cam)
+    velo = load_velodyne_points(velo_path)
+    velo = velo[velo[:, 0] >= 0, :]
+    projected = (P_velo2im @ velo.T).T
+    projected[:, :2] = projected[:, :2] / projected[:, 2][..., None]
+    if vel_depth:
+        projected[:, 2] = velo[:, 0]
+    u = np.round(projected[:, 0]) - 1
+    v = np.round(projected[:, 1]) - 1
+    inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    u, v, z = u[inside].astype(np.int64), v[inside].astype(np.int64), projected[inside, 2]
+    depth = np.zeros((height, width))
+    # Several points per pixel: write the farthest first so the nearest one is written last and wins.
+    order = np.argsort(-z, kind="stable")
+    depth[v[order], u[order]] = z[order]
+    depth[depth < 0] = 0
+    return depth
