@@ -6,17 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from md2.core.checkpoint import save_weights_folder
 from md2.core.evaluation.pose import (
     gt_relative_poses,
+    predict_relative_poses,
     read_gt_poses,
     score_poses,
     snippet_errors,
     trajectory_positions,
 )
+from md2.core.evaluation.pose_job import load_pose_networks
 from md2.core.evaluation.report import PLOT_COLOURS, plot_trajectories
-from md2.errors import DataError
+from md2.core.geometry import transformation_from_parameters
+from md2.core.networks import PoseDecoder, ResnetEncoder
+from md2.data.kitti import KITTIOdomDataset
+from md2.data.sample import collate_samples
+from md2.errors import CheckpointError, DataError
 
 
 def _rotation(yaw: float, pitch: float = 0.0) -> np.ndarray:
@@ -143,3 +151,55 @@ def test_plot_draws_both_trajectories(tmp_path):
         assert image.size == (400, 400) and image.format == "PNG"
         colours = {colour for _, colour in image.convert("RGB").getcolors(400 * 400)}
     assert set(PLOT_COLOURS.values()) <= colours
+
+
+# -- the network path, random weights ------------------------------------------------------------------------
+def _odometry(root: Path, frames: int = 6) -> list[str]:
+    """A tiny KITTI odometry sequence 09 (PNG images and poses) and its test lines."""
+    images = root / "sequences" / "09" / "image_2"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for frame in range(frames):
+        Image.fromarray(rng.integers(0, 255, (90, 300, 3), dtype=np.uint8)).save(images / f"{frame:06d}.png")
+    (root / "poses").mkdir()
+    _write_poses(root / "poses" / "09.txt", _drive(frames))
+    return [f"9 {frame} l" for frame in range(frames - 1)]
+
+
+def _pose_weights(folder: Path, num_layers: int = 18) -> Path:
+    torch.manual_seed(0)
+    encoder = ResnetEncoder(num_layers, pretrained=False, num_input_images=2)
+    decoder = PoseDecoder(encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)
+    return save_weights_folder(folder, {"pose_encoder": encoder, "pose": decoder}, height=64, width=192,
+                               use_stereo=False)
+
+
+def test_random_pose_network_predicts_one_transform_per_pair(tmp_path):
+    lines = _odometry(tmp_path / "odom")
+    encoder, decoder, layers = load_pose_networks(_pose_weights(tmp_path / "w"), None, torch.device("cpu"))
+    assert layers == 18
+    dataset = KITTIOdomDataset(tmp_path / "odom", lines, 64, 192, (0, 1), num_scales=1, img_ext=".png",
+                               load_depth=False)
+    poses = predict_relative_poses(encoder, decoder, dataset, torch.device("cpu"), batch_size=2,
+                                   collate_fn=collate_samples)
+    assert poses.shape == (5, 4, 4) and poses.dtype == np.float32
+    assert np.allclose(poses[:, 3], [0, 0, 0, 1])
+    assert np.allclose(np.linalg.det(poses[:, :3, :3]), 1, atol=1e-5)
+    pair = torch.cat([dataset[3].color[0][0], dataset[3].color[1][0]])[None]
+    with torch.no_grad():
+        axisangle, translation = decoder([encoder(pair)])
+    assert np.allclose(poses[3], transformation_from_parameters(axisangle[:, 0], translation[:, 0])[0], atol=1e-6)
+    scores = score_poses(poses, gt_relative_poses(read_gt_poses(tmp_path / "odom" / "poses" / "09.txt")))
+    assert np.isfinite(scores.snippet_mean) and scores.snippet_mean > 0.01
+
+
+def test_pose_networks_are_sized_from_the_weights(tmp_path):
+    *_, layers = load_pose_networks(_pose_weights(tmp_path / "w", num_layers=34), None, torch.device("cpu"))
+    assert layers == 34
+
+
+def test_weights_without_a_pose_network_are_refused(tmp_path):
+    folder = _pose_weights(tmp_path / "w")
+    (folder / "pose.pth").unlink()
+    with pytest.raises(CheckpointError, match="no pose.pth"):
+        load_pose_networks(folder, None, torch.device("cpu"))

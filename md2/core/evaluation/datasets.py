@@ -1,0 +1,87 @@
+"""The evaluations' test images: frame 0 (and frame 1 for poses) at the model's size, no augmentation.
+
+Every image is checked to exist before the first batch, so a missing file is one clear error instead of a
+DataLoader worker's traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from md2.data.datasets.base import CAMERAS, FrameDataset
+from md2.data.datasets.refs import FrameRef
+from md2.data.kitti import KITTI_K, KITTIOdomDataset, KITTIRawDataset
+from md2.errors import DataError
+
+
+class BenchmarkTestImages(FrameDataset):
+    """The KITTI depth benchmark's test images, ``DATA/image/0000000000.png`` ... (split lines "image N").
+
+    ``DATA`` is ``depth_selection/test_depth_prediction_anonymous`` of the benchmark's download.
+    """
+
+    def __init__(self, data_path: Path | str, lines: Sequence, height: int, width: int,
+                 img_ext: str = ".png") -> None:
+        self.data_path = Path(data_path).expanduser()
+        self.img_ext = img_ext
+        super().__init__(lines, height, width, (0,), KITTI_K, num_scales=1, is_train=False, load_depth=False)
+
+    def image_path(self, ref: FrameRef, frame: int, camera: int | None) -> Path:
+        return self.data_path / ref.folder / f"{frame:010d}{self.img_ext}"
+
+
+def read_test_lines(split_file: Path) -> list[str]:
+    """The non-empty lines of a split's test file."""
+    from md2.data.splits import read_split_file
+
+    lines = [line for line in read_split_file(split_file) if line.strip()]
+    if not lines:
+        raise DataError(f"{split_file} lists no test images")
+    return lines
+
+
+def depth_test_dataset(split: str, split_dir: Path, data_path: Path, height: int, width: int,
+                       png: bool = False) -> FrameDataset:
+    """Frame 0 of every line of ``split_dir/test_files.txt`` at height x width (LANCZOS, as the reference)."""
+    lines = read_test_lines(split_dir / "test_files.txt")
+    ext = ".png" if png else ".jpg"
+    if split == "benchmark":
+        dataset: FrameDataset = BenchmarkTestImages(data_path, lines, height, width, img_ext=ext)
+    else:
+        dataset = KITTIRawDataset(data_path, lines, height, width, (0,), num_scales=1, is_train=False,
+                                  img_ext=ext, load_depth=False)
+    require_images(dataset, (0,))
+    return dataset
+
+
+def pose_test_dataset(split_file: Path, data_path: Path, height: int, width: int,
+                      png: bool = False) -> KITTIOdomDataset:
+    """Frames 0 and 1 of every line of an odometry test file ("9 0 l") at height x width."""
+    lines = read_test_lines(split_file)
+    dataset = KITTIOdomDataset(data_path, lines, height, width, (0, 1), num_scales=1, is_train=False,
+                               img_ext=".png" if png else ".jpg", load_depth=False)
+    require_images(dataset, (0, 1))
+    return dataset
+
+
+def require_images(dataset: FrameDataset, offsets: Sequence[int]) -> None:
+    """DataError naming the first missing image (and how many are missing) unless every frame exists."""
+    missing: list[Path] = []
+    total = 0
+    for ref in dataset.refs:
+        camera = CAMERAS.get(ref.side) if ref.side is not None else None
+        for offset in offsets:
+            total += 1
+            path = dataset.image_path(ref, ref.frame + offset, camera)
+            if not path.is_file():
+                missing.append(path)
+    if not missing:
+        return
+    data_path = getattr(dataset, "data_path", "")
+    hint = ""
+    other = missing[0].with_suffix(".jpg" if missing[0].suffix == ".png" else ".png")
+    if other.is_file():
+        hint = " (the images are " + other.suffix + ": " + ("drop --png" if other.suffix == ".jpg" else "add --png") + ")"
+    raise DataError(f"{len(missing)} of {total} test images are missing under {data_path}, "
+                    f"first {missing[0]}{hint}")

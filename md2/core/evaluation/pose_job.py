@@ -1,0 +1,150 @@
+"""The ``md2 evaluate-pose`` job: the reference's evaluate_pose.py, plus full-trajectory errors and a plot."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from md2.core.evaluation.depth_job import Progress, _stage
+from md2.core.evaluation.pose import (
+    PoseScores,
+    gt_relative_poses,
+    predict_relative_poses,
+    read_gt_poses,
+    score_poses,
+)
+from md2.errors import CheckpointError, DataError, UsageError
+from md2.files import atomic_path
+
+POSE_SPLITS = {"odom_9": 9, "odom_10": 10}
+"""Evaluation split -> KITTI odometry sequence (test files SPLITS_DIR/odom/test_files_NN.txt)."""
+
+POSE_FILES = ("pose_encoder.pth", "pose.pth")
+
+
+@dataclass(frozen=True)
+class PoseEvalSettings:
+    """Every option of a pose evaluation (the reference's names)."""
+
+    load_weights_folder: Path | None = None
+    eval_split: str = "odom_9"
+    data_path: Path = Path("kitti_data")
+    splits_dir: Path | None = None
+    height: int = 192
+    width: int = 640
+    png: bool = False
+    num_layers: int | None = None
+    batch_size: int = 16
+    num_workers: int = 0
+    device: str = "auto"
+    eval_out_dir: Path | None = None
+    plot: Path | None = None
+
+    @property
+    def sequence(self) -> int:
+        if self.eval_split not in POSE_SPLITS:
+            raise UsageError(f"--eval-split must be one of {', '.join(POSE_SPLITS)}, got {self.eval_split!r}")
+        return POSE_SPLITS[self.eval_split]
+
+    @property
+    def out_dir(self) -> Path:
+        """Where poses.npy goes: --eval-out-dir, else the weights folder (as the reference)."""
+        folder = self.eval_out_dir if self.eval_out_dir is not None else self.load_weights_folder
+        return Path(folder if folder is not None else ".").expanduser()
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sequence": self.sequence, "out_dir": self.out_dir}
+
+
+@dataclass
+class PoseEvaluation:
+    """What a run produced: the scores, the saved poses and plot, the model's details."""
+
+    settings: PoseEvalSettings
+    scores: PoseScores
+    poses_path: Path
+    plot_path: Path | None = None
+    model: dict = field(default_factory=dict)
+
+
+def check_pose_settings(settings: PoseEvalSettings) -> None:
+    """Usage errors found before any work."""
+    settings.sequence  # noqa: B018 - validates the split name
+    if settings.load_weights_folder is None:
+        raise UsageError("give the weights folder to evaluate: --load-weights-folder DIR")
+    if settings.height < 32 or settings.width < 32:
+        raise UsageError(f"--height and --width must be at least 32 pixels, got {settings.height}x{settings.width}")
+    if settings.plot is not None and Path(settings.plot).suffix.lower() != ".png":
+        raise UsageError(f"--plot writes a PNG: give a FILE.png, got {settings.plot}")
+
+
+def run_pose_evaluation(settings: PoseEvalSettings, progress: Progress | None = None) -> PoseEvaluation:
+    """Predict the relative pose of every test pair, score it against the sequence's poses, save and plot."""
+    from md2.core.evaluation.datasets import pose_test_dataset
+    from md2.core.inference import resolve_device
+    from md2.data.sample import collate_samples
+    from md2.data.splits import resolve_split_dir
+
+    check_pose_settings(settings)
+    sequence = settings.sequence
+    folder = Path(settings.load_weights_folder).expanduser()
+    split_file = resolve_split_dir("odom", settings.splits_dir) / f"test_files_{sequence:02d}.txt"
+    gt_path = Path(settings.data_path).expanduser() / "poses" / f"{sequence:02d}.txt"
+    gt_local = gt_relative_poses(read_gt_poses(gt_path))
+    dataset = pose_test_dataset(split_file, settings.data_path, settings.height, settings.width, settings.png)
+    if len(dataset) != len(gt_local):
+        raise DataError(f"{split_file} lists {len(dataset)} frame pairs but {gt_path} holds "
+                        f"{len(gt_local) + 1} poses ({len(gt_local)} steps): they must match")
+    device = resolve_device(settings.device)
+    encoder, decoder, num_layers = load_pose_networks(folder, settings.num_layers, device)
+    pred = predict_relative_poses(encoder, decoder, dataset, device, settings.batch_size, settings.num_workers,
+                                  collate_fn=collate_samples, on_batch=_stage(progress, "predict", len(dataset)))
+    scores = score_poses(pred, gt_local)
+    poses_path = save_poses(pred, settings.out_dir)
+    plot_path = None
+    if settings.plot is not None:
+        from md2.core.evaluation.report import plot_trajectories
+
+        title = (f"KITTI odometry {sequence:02d}: ATE {scores.trajectory['ate_rmse']:.2f} m "
+                 f"(prediction aligned by a similarity)")
+        plot_path = plot_trajectories(settings.plot, scores.gt_xyz, scores.pred_xyz, title=title)
+    model = {"weights_folder": folder, "num_layers": num_layers, "device": str(device)}
+    return PoseEvaluation(settings, scores, poses_path, plot_path, model)
+
+
+def load_pose_networks(folder: Path, num_layers: int | None, device):
+    """The separate pose encoder (ResNet, 2 images) and pose decoder of a weights folder, in eval mode.
+
+    Returns (encoder, decoder, num_layers); the ResNet depth is read from pose_encoder.pth unless given.
+    """
+    from md2.core.checkpoint import infer_num_layers, load_module, load_state_dict_file
+    from md2.core.networks import PoseDecoder, ResnetEncoder
+
+    if not folder.is_dir():
+        raise CheckpointError(f"no such weights folder: {folder}")
+    missing = [name for name in POSE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder} has no {' or '.join(missing)}: was the model trained with the separate "
+                              f"ResNet pose network (pose_model_type separate_resnet, the default)?")
+    encoder_state = load_state_dict_file(folder / "pose_encoder.pth")
+    if num_layers is None:
+        num_layers = infer_num_layers(encoder_state, str(folder / "pose_encoder.pth"))
+    encoder = ResnetEncoder(num_layers, pretrained=False, num_input_images=2)
+    decoder = PoseDecoder(encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)
+    load_module(encoder, encoder_state, file_label=str(folder / "pose_encoder.pth"))
+    load_module(decoder, folder / "pose.pth")
+    return encoder.to(device).eval(), decoder.to(device).eval(), num_layers
+
+
+def save_poses(poses: np.ndarray, out_dir: Path) -> Path:
+    """Write the predicted relative poses (N, 4, 4) to ``out_dir/poses.npy`` (as the reference)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create folder {out_dir}: {error.strerror or error}") from None
+    path = out_dir / "poses.npy"
+    with atomic_path(path) as temporary:
+        np.save(temporary, poses)
+    return path
