@@ -1,11 +1,40 @@
-"""Placeholder until its issue lands."""
+"""Write a small synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
 
 from __future__ import annotations
 
-from md2.errors import UsageError
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 NAME = "synth"
+EPILOG = ("Examples:  md2 synth synth_data  |  md2 synth synth_data --drives 4 --frames 40 --width 640 --height 192  |  "
+          "md2 synth synth_odom --odometry --depth-benchmark")
 
 
-def command() -> None:
-    raise UsageError("md2 synth is not implemented yet")
+def command(
+    out: Annotated[Path, typer.Argument(help="Folder to write (the KITTI data root).")],
+    drives: Annotated[int, typer.Option(min=1, help="Number of drives.")] = 2,
+    frames: Annotated[int, typer.Option(min=3, help="Frames per drive.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same data.")] = 0,
+    width: Annotated[int, typer.Option(min=16, help="Image width (KITTI: 1242).")] = 1242,
+    height: Annotated[int, typer.Option(min=16, help="Image height (KITTI: 375).")] = 375,
+    jpeg: Annotated[bool, typer.Option("--jpeg", help="Write JPEG (quality 92, 4:2:0) instead of PNG.")] = False,
+    odometry: Annotated[bool, typer.Option(help="Also the odometry layout: sequences/NN and poses/NN.txt.")] = False,
+    depth_benchmark: Annotated[bool, typer.Option(help="Also proj_depth/groundtruth PNGs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Write a small synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
+    from md2.data.synth import SynthOptions, generate_dataset
+
+    options = SynthOptions(drives=drives, frames=frames, seed=seed, width=width, height=height,
+                           ext="jpg" if jpeg else "png", depth_benchmark=depth_benchmark, odometry=odometry)
+    console = Console(stderr=True, quiet=quiet)
+    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  disable=quiet, transient=True) as progress:
+        task = progress.add_task("synth", total=drives * frames)
+        generate_dataset(out, options, on_frame=lambda: progress.advance(task))
+    console.print(f"wrote {drives} drives x {frames} frames ({width}x{height}) to {out}; "
+                  f"splits in {out / 'splits'}", highlight=False)
