@@ -100,8 +100,8 @@ def save_array(path: Path, array: np.ndarray, how: str) -> None:
             Image.fromarray(encoded).save(temporary, format="PNG")
 
 
-def generate_dataset(out: Path | str, options: SynthOptions = SynthOptions(),
-                     on_frame: Callable[[], None] | None = None) -> Path:
+def generate_dataset(out: Path | str, options: SynthOptions | None = None,
+                     on_frame: Callable[[], None] | None = None, **fields) -> Path:
     """Write ``options.drives`` synthetic drives of ``options.frames`` frames under ``out``; returns ``out``.
 
     Raw layout (always): OUT/2011_09_26/calib_*.txt; OUT/<drive>/image_02/data/0000000000.png (and image_03),
@@ -110,7 +110,10 @@ def generate_dataset(out: Path | str, options: SynthOptions = SynthOptions(),
     uint16 x 256). Split files: OUT/splits/synth/{train,val,test}_files.txt. With ``odometry`` also
     OUT/sequences/NN/{image_2,image_3}/000000.png, calib.txt, times.txt, OUT/poses/NN.txt (sequences 09, 10,
     ...) and OUT/splits/odom/test_files_NN.txt.
+
+    Options come as a :class:`SynthOptions` or as its fields: ``generate_dataset(out, drives=1, frames=5)``.
     """
+    options = options if options is not None else SynthOptions(**fields)
     from md2.data.calib import generate_depth_map
     from md2.data.synth.splits import write_splits
 
