@@ -1,0 +1,210 @@
+"""The base of md2's datasets: turns "frame N of sequence X, camera C" into a training :class:`Sample`.
+
+A reader (KITTI raw, odometry, depth benchmark, a folder of video frames, your own) only says where files are;
+this class decodes each image once, builds the LANCZOS pyramid, applies the sample's flip and colour jitter,
+and adds the intrinsics per scale, the stereo transform and the ground-truth depth.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, get_worker_info
+
+from md2.core.geometry import intrinsics_pyramid
+from md2.data.augment import Augmentation, ColorJitterParams, color_jitter_hwc, draw_augmentation
+from md2.data.augment import lanczos_pyramid, nearest_resize, to_float
+from md2.data.datasets.images import read_rgb
+from md2.data.datasets.refs import FrameRef, as_frame_ref
+from md2.data.sample import FrameId, Sample
+from md2.errors import DataError, UsageError
+
+CAMERAS = {"l": 2, "r": 3, "2": 2, "3": 3}
+"""Split-line side -> KITTI camera number (2 left colour, 3 right colour)."""
+OTHER_CAMERA = {2: 3, 3: 2}
+STEREO_BASELINE = 0.1
+"""tx of ``stereo_T``: the reference's fixed, scale-free stand-in for KITTI's 0.54 m baseline."""
+
+
+class FrameDataset(Dataset, ABC):
+    """Samples for the frames listed in ``refs``; ``dataset[i]`` is a :class:`md2.data.sample.Sample`.
+
+    A subclass implements :meth:`image_path` (where frame N of a ref's sequence is, for a camera) and passes
+    its normalised intrinsics ``K`` (4x4: row 0 divided by the image width, row 1 by the height). For ground
+    truth it also implements :meth:`has_depth` and :meth:`read_depth`. Everything else is shared.
+
+    Args:
+        refs: the samples' target frames (:class:`FrameRef`, or split lines "FOLDER FRAME SIDE").
+        height, width: training size in pixels (scale 0).
+        frame_ids: frames of a sample: 0 the target, other ints the neighbours (offsets), "s" the other
+            stereo camera. A neighbour outside its sequence is a missing file: DataError naming the path.
+        K: (4, 4) or (3, 3) normalised intrinsics, the same for every frame.
+        num_scales: pyramid levels (scale s is H/2^s x W/2^s). Evaluation needs 1.
+        is_train: draw a flip and a colour jitter per sample (p = 0.5 each); else neither.
+        use_stereo: add "s" to ``frame_ids``.
+        load_depth: add ``depth_gt`` when the first ref has ground truth (as the reference checked).
+        seed: with the epoch (:meth:`set_epoch`) and the index, decides each sample's augmentation.
+    """
+
+    depth_shape: tuple[int, int] = (375, 1242)
+    """(height, width) that ``depth_gt`` is resized to (nearest neighbour)."""
+
+    def __init__(self, refs: Sequence, height: int, width: int, frame_ids: Sequence[FrameId],
+                 K: np.ndarray, num_scales: int = 4, is_train: bool = False, use_stereo: bool = False,
+                 load_depth: bool = True, seed: int = 0) -> None:
+        self.refs = [as_frame_ref(ref) for ref in refs]
+        self.height, self.width, self.num_scales = _check_sizes(height, width, num_scales)
+        self.frame_ids = _check_frame_ids(frame_ids, use_stereo)
+        self.is_train = is_train
+        self.seed = int(seed)
+        self.epoch = 0
+        K_list, inv_K_list = intrinsics_pyramid(_as_4x4(K), width, height, num_scales)
+        self.K = [torch.as_tensor(np.asarray(k), dtype=torch.float32) for k in K_list]
+        self.inv_K = [torch.as_tensor(np.asarray(k), dtype=torch.float32) for k in inv_K_list]
+        self.load_depth = bool(load_depth and self.refs and self.has_depth(self.refs[0]))
+
+    # -- what a reader implements ------------------------------------------------------------------
+    @abstractmethod
+    def image_path(self, ref: FrameRef, frame: int, camera: int | None) -> Path:
+        """Path of frame number ``frame`` of ``ref``'s sequence seen by ``camera`` (2, 3, or None for a
+        monocular reader). Need not exist: a missing file becomes a DataError naming it."""
+
+    def has_depth(self, ref: FrameRef) -> bool:
+        """Whether ground-truth depth exists for ``ref`` (default: never)."""
+        return False
+
+    def read_depth(self, ref: FrameRef) -> np.ndarray:
+        """Ground-truth depth (h, w) in metres for ``ref``'s target frame, any size (0 = unknown)."""
+        raise DataError(f"{type(self).__name__} has no ground-truth depth (sample {ref})")
+
+    # -- the dataset -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation ``dataset[i]`` draws. DataLoader workers copy the dataset when
+        they start, so call it before iterating (the default, non-persistent workers restart every epoch);
+        with persistent workers, index the dataset with ``(epoch, index)`` keys instead."""
+        self.epoch = int(epoch)
+
+    def augmentation(self, index: int, epoch: int | None = None) -> Augmentation:
+        """The flip and jitter of sample ``index`` in ``epoch`` (default: the current one)."""
+        if not self.is_train:
+            return Augmentation(False, None)
+        return draw_augmentation(self.seed, self.epoch if epoch is None else epoch, index)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """``dataset[index]`` for the current epoch, or ``dataset[epoch, index]``."""
+        _limit_worker_threads()
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} of a dataset of {len(self)}")
+        index %= len(self)
+        flip, jitter = self.augmentation(index, epoch)
+        return self.load_sample(index, flip=flip, jitter=jitter)
+
+    def load_sample(self, index: int, flip: bool = False, jitter: ColorJitterParams | None = None) -> Sample:
+        """Sample ``index`` with the given augmentation (no randomness)."""
+        ref = self.refs[index]
+        color, color_aug = self._load_images(ref, flip, jitter)
+        return Sample(color=color, color_aug=color_aug, K=self.K, inv_K=self.inv_K, index=index, flipped=flip,
+                      stereo_T=self._stereo_T(ref, flip) if "s" in self.frame_ids else None,
+                      depth_gt=self.load_depth_gt(index, flip) if self.load_depth else None, jitter=jitter)
+
+    def load_depth_gt(self, index: int, flipped: bool = False) -> torch.Tensor:
+        """Ground truth (1, *depth_shape) float32 metres of sample ``index`` -- for a training loop that only
+        needs it on logging steps (build the dataset with ``load_depth=False`` and call this then)."""
+        depth = nearest_resize(self.read_depth(self.refs[index]), *self.depth_shape, flip=flipped)
+        return torch.from_numpy(depth.astype(np.float32, copy=False)[None])
+
+    # -- the work ----------------------------------------------------------------------------------
+    def _load_images(self, ref: FrameRef, flip: bool, jitter: ColorJitterParams | None):
+        """Decode each frame once, build its pyramid, fill per-scale stacks (frames, 3, h, w) and return
+        frame -> per-scale views of them, plain and jittered."""
+        sizes = [(self.height // 2**s, self.width // 2**s) for s in range(self.num_scales)]
+        plain = [torch.empty(len(self.frame_ids), 3, h, w) for h, w in sizes]
+        jittered = [torch.empty_like(stack) for stack in plain] if jitter is not None else plain
+        for i, frame_id in enumerate(self.frame_ids):
+            image = self._read_frame(ref, frame_id)
+            if flip:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            for scale, level in enumerate(lanczos_pyramid(image, self.width, self.height, self.num_scales)):
+                pixels = to_float(np.asarray(level))
+                plain[scale][i].copy_(torch.from_numpy(pixels).permute(2, 0, 1))
+                if jitter is not None:
+                    jittered[scale][i].copy_(torch.from_numpy(color_jitter_hwc(pixels, jitter)).permute(2, 0, 1))
+        color = {f: [stack[i] for stack in plain] for i, f in enumerate(self.frame_ids)}
+        color_aug = color if jitter is None else {f: [stack[i] for stack in jittered]
+                                                  for i, f in enumerate(self.frame_ids)}
+        return color, color_aug
+
+    def _read_frame(self, ref: FrameRef, frame_id: FrameId) -> Image.Image:
+        camera = CAMERAS.get(ref.side) if ref.side is not None else None
+        if ref.side is not None and camera is None:
+            raise DataError(f"sample {ref}: side must be one of l, r, 2, 3, got {ref.side!r}")
+        if frame_id == "s":
+            if camera is None:
+                raise DataError(f"sample {ref}: stereo needs a side (l or r)")
+            path = self.image_path(ref, ref.frame, OTHER_CAMERA[camera])
+            return read_rgb(path, f"stereo frame of sample {ref}")
+        path = self.image_path(ref, ref.frame + frame_id, camera)
+        return read_rgb(path, f"frame {frame_id:+d} of sample {ref}")
+
+    @staticmethod
+    def _stereo_T(ref: FrameRef, flip: bool) -> torch.Tensor:
+        side_sign = -1.0 if CAMERAS.get(ref.side) == 2 else 1.0
+        flip_sign = -1.0 if flip else 1.0
+        T = torch.eye(4)
+        T[0, 3] = side_sign * flip_sign * STEREO_BASELINE
+        return T
+
+
+def _check_sizes(height: int, width: int, num_scales: int) -> tuple[int, int, int]:
+    if num_scales < 1:
+        raise UsageError(f"num_scales must be at least 1, got {num_scales}")
+    if height < 2 ** (num_scales - 1) or width < 2 ** (num_scales - 1):
+        raise UsageError(f"image size {width}x{height} is too small for {num_scales} scales")
+    return int(height), int(width), int(num_scales)
+
+
+def _check_frame_ids(frame_ids: Sequence[FrameId], use_stereo: bool) -> tuple[FrameId, ...]:
+    ids = tuple(frame_ids)
+    for frame_id in ids:
+        if frame_id != "s" and (isinstance(frame_id, bool) or not isinstance(frame_id, int)):
+            raise UsageError(f"frame ids are integers or 's', got {frame_id!r}")
+    if 0 not in ids:
+        raise UsageError(f"frame ids must include the target frame 0, got {list(ids)}")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"frame ids repeat: {list(ids)}")
+    if use_stereo and "s" not in ids:
+        ids += ("s",)
+    return ids
+
+
+def _as_4x4(K: np.ndarray) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float32)
+    if K.shape == (3, 3):
+        full = np.eye(4, dtype=np.float32)
+        full[:3, :3] = K
+        return full
+    if K.shape != (4, 4):
+        raise UsageError(f"intrinsics must be 3x3 or 4x4, got shape {K.shape}")
+    return K
+
+
+_threads_limited = False
+
+
+def _limit_worker_threads() -> None:
+    """In a DataLoader worker, keep OpenCV to one thread (torch already is): workers are the parallelism."""
+    global _threads_limited
+    if not _threads_limited and get_worker_info() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _threads_limited = True
