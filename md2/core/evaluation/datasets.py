@@ -31,11 +31,11 @@ class BenchmarkTestImages(FrameDataset):
         return self.data_path / ref.folder / f"{frame:010d}{self.img_ext}"
 
 
-def read_test_lines(split_file: Path) -> list[str]:
-    """The non-empty lines of a split's test file."""
+def read_test_lines(split_file: Path) -> list:
+    """The lines of a split's test file (:class:`md2.data.splits.SplitLine`), at least one."""
     from md2.data.splits import read_split_file
 
-    lines = [line for line in read_split_file(split_file) if line.strip()]
+    lines = read_split_file(split_file)
     if not lines:
         raise DataError(f"{split_file} lists no test images")
     return lines

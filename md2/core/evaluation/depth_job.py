@@ -110,10 +110,10 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
 
     check_settings(settings)
     result = DepthEvaluation(settings)
-    split_dir = resolve_split_dir(settings.eval_split, settings.splits_dir)
     if settings.ext_disp_to_eval is not None:
         disps = _external_disparities(settings)
     else:
+        split_dir = resolve_split_dir(settings.eval_split, settings.splits_dir)
         disps = _model_disparities(settings, split_dir, result, progress)
     result.num_predictions = len(disps)
 
@@ -127,6 +127,7 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
         write_benchmark_pngs(disps, folder, on_image=_stage(progress, "benchmark PNGs", len(disps)))
         return result
 
+    split_dir = resolve_split_dir(settings.eval_split, settings.splits_dir)
     gt_depths = load_split_ground_truth(split_dir, settings)
     if len(disps) != len(gt_depths):
         source = settings.ext_disp_to_eval or "the model"
@@ -139,7 +140,9 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
 
 
 def load_split_ground_truth(split_dir: Path, settings: DepthEvalSettings) -> list[np.ndarray]:
-    """The split's ``gt_depths.npz``; when it is missing, the error says which ``md2 export-gt`` makes it."""
+    """The split's ``gt_depths.npz`` as float32 maps; when it is missing, the error says which ``md2 export-gt``
+    makes it. The reference's ground truth is always float32 (it casts the lidar maps), and its metrics'
+    arithmetic follows that dtype, so any other stored dtype is cast to it."""
     from md2.data.groundtruth import load_gt_depths
 
     path = split_dir / "gt_depths.npz"
@@ -148,7 +151,7 @@ def load_split_ground_truth(split_dir: Path, settings: DepthEvalSettings) -> lis
         if settings.splits_dir is not None:
             command += f" --splits-dir {settings.splits_dir}"
         raise DataError(f"no ground truth at {path}: make it with `{command}`")
-    return list(load_gt_depths(path))
+    return [np.asarray(depth, dtype=np.float32) for depth in load_gt_depths(path)]
 
 
 def _external_disparities(settings: DepthEvalSettings) -> np.ndarray:

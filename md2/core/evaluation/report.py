@@ -27,7 +27,7 @@ LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "rmse_log": Tr
                    "a1": False, "a2": False, "a3": False}
 
 DEPTH_HEADINGS = {"abs_rel": "Abs Rel", "sq_rel": "Sq Rel", "rmse": "RMSE", "rmse_log": "RMSE log",
-                  "a1": "δ < 1.25", "a2": "δ < 1.25²", "a3": "δ < 1.25³"}
+                  "a1": "δ<1.25", "a2": "δ<1.25²", "a3": "δ<1.25³"}
 
 
 def latex_line(values: Sequence[float]) -> str:
@@ -41,11 +41,13 @@ def reference_header(names: Sequence[str]) -> str:
 
 
 def depth_table(metrics: Mapping[str, float], title: str | None = None) -> Table:
-    """A one-row rich table of the seven depth metrics, arrows telling which way is better."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    """A one-row rich table of the seven depth metrics (errors in red, lower is better; accuracies in green,
+    higher is better), narrow enough for an 80-column terminal."""
+    table = Table(title=title, title_justify="left", caption="errors: lower is better · δ accuracies: higher",
+                  caption_justify="left")
     for name in DEPTH_METRICS:
-        arrow = "↓" if LOWER_IS_BETTER[name] else "↑"
-        table.add_column(f"{DEPTH_HEADINGS[name]} {arrow}", justify="right")
+        style = "bold red" if LOWER_IS_BETTER[name] else "bold green"
+        table.add_column(DEPTH_HEADINGS[name], justify="right", header_style=style, no_wrap=True)
     table.add_row(*(f"{metrics[name]:.3f}" for name in DEPTH_METRICS))
     return table
 
@@ -67,15 +69,25 @@ def scaling_ratios_line(median: float, std: float) -> str:
 
 @contextlib.contextmanager
 def progress_stages(console: Console) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """A rich progress display; yields ``stage(name, total) -> advance(n)``, one bar per stage."""
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=console.quiet) as progress:
+    """A rich progress display; yields ``stage(name, total) -> advance(n)``, one bar per stage.
 
-        def stage(name: str, total: int) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n=1: progress.advance(task, n)
+    Shown on a terminal only, from the first stage on: a run that fails before any work prints only its error.
+    """
+    progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console, transient=True,
+                        disable=console.quiet or not console.is_terminal)
 
+    def stage(name: str, total: int) -> Callable[[int], None]:
+        if not progress.live.is_started:
+            progress.start()
+        task = progress.add_task(name, total=total)
+        return lambda n=1: progress.advance(task, n)
+
+    try:
         yield stage
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def _plain(value: Any) -> Any:
