@@ -58,7 +58,7 @@ class KITTIDataset(FrameDataset):
     def camera(ref: FrameRef) -> int:
         """KITTI camera number (2 or 3) of a split line's side."""
         if ref.side not in CAMERAS:
-            raise DataError(f"sample {ref}: side must be one of l, r, 2, 3, got {ref.side!r}")
+            raise DataError(f"split line '{ref}': side must be one of l, r, 2, 3, got {ref.side!r}")
         return CAMERAS[ref.side]
 
 
@@ -78,7 +78,7 @@ class KITTIRawDataset(KITTIDataset):
     def read_depth(self, ref: FrameRef) -> np.ndarray:
         velodyne = self.velodyne_path(ref)
         if not velodyne.is_file():
-            raise DataError(f"missing velodyne scan {velodyne} (ground truth of sample {ref})")
+            raise DataError(f"missing velodyne scan {velodyne} (ground truth of split line '{ref}')")
         calib_dir = self.data_path / ref.folder.split("/")[0]
         return generate_depth_map(calib_dir, velodyne, cam=self.camera(ref), vel_depth=False)
 
@@ -90,7 +90,7 @@ class KITTIOdomDataset(KITTIDataset):
         try:
             sequence = int(ref.folder)
         except ValueError:
-            raise DataError(f"sample {ref}: an odometry sequence is a number, got {ref.folder!r}") from None
+            raise DataError(f"split line '{ref}': an odometry sequence is a number, got {ref.folder!r}") from None
         camera = _require_camera(ref, camera)
         return self.data_path / "sequences" / f"{sequence:02d}" / f"image_{camera}" / f"{frame:06d}{self.img_ext}"
 
@@ -111,7 +111,7 @@ class KITTIDepthDataset(KITTIRawDataset):
             with Image.open(path) as image:
                 stored = np.array(image)
         except FileNotFoundError:
-            raise DataError(f"missing depth ground truth {path} (sample {ref})") from None
+            raise DataError(f"missing depth ground truth {path} (split line '{ref}')") from None
         except (OSError, SyntaxError, ValueError) as error:
             raise DataError(f"corrupt depth ground truth {path}: {error}") from None
         if stored.ndim != 2:
@@ -121,7 +121,7 @@ class KITTIDepthDataset(KITTIRawDataset):
 
 def _require_camera(ref: FrameRef, camera: int | None) -> int:
     if camera is None:
-        raise DataError(f"sample {ref}: a KITTI split line needs a side (l or r)")
+        raise DataError(f"split line '{ref}' has no side: KITTI needs l or r")
     return camera
 
 

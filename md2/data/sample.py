@@ -27,7 +27,8 @@ class Sample:
     color: frame id -> S tensors (3, H/2^s, W/2^s), float32 RGB in [0, 1]: what the loss compares.
     color_aug: the same images after the sample's colour jitter (what the networks see); without a jitter
         each tensor *is* the one in ``color`` (shared, not a copy).
-    K, inv_K: S tensors (4, 4) float32: intrinsics in pixels of scale s and their pseudo-inverse.
+    K, inv_K: S tensors (4, 4) float32: intrinsics in pixels of scale s and their pseudo-inverse (the same
+        tensors for every sample of a dataset: do not modify them in place).
     index: position of the sample in its dataset.
     flipped: whether every image (and depth_gt) was flipped left-right.
     stereo_T: (4, 4) float32 transform to the other stereo camera (baseline +-0.1), when "s" is a frame.
@@ -115,12 +116,15 @@ class Batch:
                        stereo_T=apply(self.stereo_T), depth_gt=apply(self.depth_gt))
 
 
-def collate_samples(samples: list[Sample]) -> Batch:
+def collate_samples(samples: list[Sample] | Batch) -> Batch:
     """Stack samples into a :class:`Batch` (the DataLoader's ``collate_fn``).
 
-    In a DataLoader worker the stacked tensors are written straight into shared memory (torch's
-    ``default_collate``), so the batch reaches the training process without another copy.
+    md2's datasets load whole batches themselves when a DataLoader asks (``__getitems__``); such a Batch is
+    returned as it is. In a DataLoader worker the stacked tensors are written straight into shared memory
+    (torch's ``default_collate``), so the batch reaches the training process without another copy.
     """
+    if isinstance(samples, Batch):
+        return samples
     if not samples:
         raise DataError("cannot collate an empty list of samples")
     first = samples[0]

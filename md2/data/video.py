@@ -64,7 +64,7 @@ class VideoFolderDataset(FrameDataset):
             raise UsageError("a video folder has one camera: frame id 's' (stereo) is not available")
         offsets = [int(f) for f in frame_ids]
         before, after = max(0, -min(offsets, default=0)), max(0, max(offsets, default=0))
-        refs = [FrameRef(".", i, None) for i in range(before, len(self.frames) - after)]
+        refs = [FrameRef(str(self.folder), i, None) for i in range(before, len(self.frames) - after)]
         if not refs:
             raise DataError(f"{self.folder} has {len(self.frames)} frames: too few for frame ids {list(frame_ids)}")
         super().__init__(refs, height, width, frame_ids, normalise_intrinsics(K, image_size), num_scales=num_scales,

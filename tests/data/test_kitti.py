@@ -228,22 +228,38 @@ def test_registry_names_the_three_readers() -> None:
     assert DATASETS == {"kitti": KITTIRawDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
 
 
-def _batches(dataset, workers: int) -> list[Batch]:
-    loader = DataLoader(dataset, batch_size=3, num_workers=workers, collate_fn=collate_samples)
-    return list(loader)
+def _assert_same_batch(batch: Batch, expected: Batch) -> None:
+    assert batch.frame_ids == expected.frame_ids and batch.jitter == expected.jitter
+    for name in ("color", "color_aug"):
+        for frame in expected.frame_ids:
+            for mine, theirs in zip(getattr(batch, name)[frame], getattr(expected, name)[frame]):
+                assert torch.equal(mine, theirs), (name, frame)
+    for mine, theirs in zip(batch.K + batch.inv_K, expected.K + expected.inv_K):
+        assert torch.equal(mine, theirs)
+    for name in ("index", "flipped", "stereo_T", "depth_gt"):
+        assert torch.equal(getattr(batch, name), getattr(expected, name)), name
 
 
-def test_data_loader_workers_give_the_same_batches_as_the_main_process(synth_raw: Path) -> None:
+def test_data_loader_workers_deliver_the_collated_samples(synth_raw: Path) -> None:
     dataset = _raw(synth_raw, _lines(synth_raw)[:6], is_train=True, use_stereo=True, num_scales=2, seed=1)
-    in_workers, in_main = _batches(dataset, 2), _batches(dataset, 0)
-    assert len(in_workers) == 2
-    for batch, reference in zip(in_workers, in_main):
+    dataset.set_epoch(2)
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_samples)
+    batches = list(loader)
+    assert len(batches) == 2
+    for start, batch in zip((0, 3), batches):
         assert len(batch) == 3 and batch.color[0][0].shape == (3, 3, HEIGHT, WIDTH)
         assert batch.color["s"][1].shape == (3, 3, HEIGHT // 2, WIDTH // 2)
         assert batch.K[1].shape == (3, 4, 4) and batch.stereo_T.shape == (3, 4, 4)
         assert batch.depth_gt.shape == (3, 1, 375, 1242)
-        assert batch.jitter == reference.jitter and torch.equal(batch.flipped, reference.flipped)
-        for frame in batch.frame_ids:
-            assert torch.equal(batch.color_aug[frame][0], reference.color_aug[frame][0])
-    moved = in_workers[0].to("cpu", non_blocking=True)
-    assert torch.equal(moved.index, torch.tensor([0, 1, 2]))
+        _assert_same_batch(batch, collate_samples([dataset[i] for i in range(start, start + 3)]))
+    assert any(batch.jitter[i] is None for batch in batches for i in range(3))
+    assert any(batch.jitter[i] is not None for batch in batches for i in range(3))
+
+
+def test_batches_move_to_a_device_keeping_shared_images_shared(synth_raw: Path) -> None:
+    dataset = _raw(synth_raw, _lines(synth_raw)[:2], num_scales=1)
+    batch = collate_samples([dataset[0], dataset[1]])
+    assert batch.color_aug[0][0] is batch.color[0][0]
+    moved = batch.to("cpu", non_blocking=True)
+    assert moved.color_aug[0][0] is moved.color[0][0]
+    assert torch.equal(moved.index, torch.tensor([0, 1])) and moved.depth_gt.shape == (2, 1, 375, 1242)

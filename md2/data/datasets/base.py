@@ -21,7 +21,7 @@ from md2.data.augment import Augmentation, ColorJitterParams, color_jitter_hwc, 
 from md2.data.augment import lanczos_pyramid, nearest_resize, to_float
 from md2.data.datasets.images import read_rgb
 from md2.data.datasets.refs import FrameRef, as_frame_ref
-from md2.data.sample import FrameId, Sample
+from md2.data.sample import Batch, FrameId, Sample
 from md2.errors import DataError, UsageError
 
 CAMERAS = {"l": 2, "r": 3, "2": 2, "3": 3}
@@ -37,6 +37,9 @@ class FrameDataset(Dataset, ABC):
     A subclass implements :meth:`image_path` (where frame N of a ref's sequence is, for a camera) and passes
     its normalised intrinsics ``K`` (4x4: row 0 divided by the image width, row 1 by the height). For ground
     truth it also implements :meth:`has_depth` and :meth:`read_depth`. Everything else is shared.
+
+    A DataLoader (``collate_fn=md2.data.sample.collate_samples``) gets whole batches from
+    :meth:`__getitems__`, written straight into their final (shared-memory) tensors.
 
     Args:
         refs: the samples' target frames (:class:`FrameRef`, or split lines "FOLDER FRAME SIDE").
@@ -80,7 +83,7 @@ class FrameDataset(Dataset, ABC):
 
     def read_depth(self, ref: FrameRef) -> np.ndarray:
         """Ground-truth depth (h, w) in metres for ``ref``'s target frame, any size (0 = unknown)."""
-        raise DataError(f"{type(self).__name__} has no ground-truth depth (sample {ref})")
+        raise DataError(f"{type(self).__name__} has no ground-truth depth (split line '{ref}')")
 
     # -- the dataset -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -101,17 +104,47 @@ class FrameDataset(Dataset, ABC):
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         """``dataset[index]`` for the current epoch, or ``dataset[epoch, index]``."""
         _limit_worker_threads()
-        epoch, index = key if isinstance(key, tuple) else (None, key)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"sample {index} of a dataset of {len(self)}")
-        index %= len(self)
-        flip, jitter = self.augmentation(index, epoch)
+        index, (flip, jitter) = self._resolve(key)
         return self.load_sample(index, flip=flip, jitter=jitter)
+
+    def __getitems__(self, keys: list) -> Batch:
+        """A whole batch, loaded straight into its final tensors: what a DataLoader calls (with
+        ``collate_fn=collate_samples``, which passes the batch through). Equal to collating ``dataset[key]``
+        for each key, minus one sample-sized allocation and one copy per sample; in a DataLoader worker the
+        batch is written into shared memory, so it reaches the training process without another copy."""
+        _limit_worker_threads()
+        items = [self._resolve(key) for key in keys]
+        count, empty = len(items), _shared_empty if get_worker_info() is not None else torch.empty
+        plain = [empty((len(self.frame_ids), count, 3, h, w)) for h, w in self._sizes]
+        any_jitter = any(jitter is not None for _, (_, jitter) in items)
+        jittered = [empty(stack.shape) for stack in plain] if any_jitter else None
+        depth = empty((count, 1, *self.depth_shape)) if self.load_depth else None
+        for b, (index, (flip, jitter)) in enumerate(items):
+            self._fill_images(self.refs[index], flip, jitter, [stack[:, b] for stack in plain],
+                              None if jittered is None else [stack[:, b] for stack in jittered])
+            if depth is not None:
+                depth[b].copy_(self.load_depth_gt(index, flip))
+        color = {f: [stack[i] for stack in plain] for i, f in enumerate(self.frame_ids)}
+        color_aug = color if jittered is None else {f: [stack[i] for stack in jittered]
+                                                    for i, f in enumerate(self.frame_ids)}
+        stereo_T = None
+        if "s" in self.frame_ids:
+            stereo_T = torch.stack([self._stereo_T(self.refs[index], flip) for index, (flip, _) in items])
+        return Batch(color=color, color_aug=color_aug, K=[k.expand(count, 4, 4).clone() for k in self.K],
+                     inv_K=[k.expand(count, 4, 4).clone() for k in self.inv_K],
+                     index=torch.tensor([index for index, _ in items], dtype=torch.int64),
+                     flipped=torch.tensor([flip for _, (flip, _) in items], dtype=torch.bool),
+                     stereo_T=stereo_T, depth_gt=depth, jitter=[jitter for _, (_, jitter) in items])
 
     def load_sample(self, index: int, flip: bool = False, jitter: ColorJitterParams | None = None) -> Sample:
         """Sample ``index`` with the given augmentation (no randomness)."""
         ref = self.refs[index]
-        color, color_aug = self._load_images(ref, flip, jitter)
+        plain = [torch.empty(len(self.frame_ids), 3, h, w) for h, w in self._sizes]
+        jittered = [torch.empty_like(stack) for stack in plain] if jitter is not None else None
+        self._fill_images(ref, flip, jitter, plain, jittered)
+        color = {f: [stack[i] for stack in plain] for i, f in enumerate(self.frame_ids)}
+        color_aug = color if jittered is None else {f: [stack[i] for stack in jittered]
+                                                    for i, f in enumerate(self.frame_ids)}
         return Sample(color=color, color_aug=color_aug, K=self.K, inv_K=self.inv_K, index=index, flipped=flip,
                       stereo_T=self._stereo_T(ref, flip) if "s" in self.frame_ids else None,
                       depth_gt=self.load_depth_gt(index, flip) if self.load_depth else None, jitter=jitter)
@@ -123,12 +156,21 @@ class FrameDataset(Dataset, ABC):
         return torch.from_numpy(depth.astype(np.float32, copy=False)[None])
 
     # -- the work ----------------------------------------------------------------------------------
-    def _load_images(self, ref: FrameRef, flip: bool, jitter: ColorJitterParams | None):
-        """Decode each frame once, build its pyramid, fill per-scale stacks (frames, 3, h, w) and return
-        frame -> per-scale views of them, plain and jittered."""
-        sizes = [(self.height // 2**s, self.width // 2**s) for s in range(self.num_scales)]
-        plain = [torch.empty(len(self.frame_ids), 3, h, w) for h, w in sizes]
-        jittered = [torch.empty_like(stack) for stack in plain] if jitter is not None else plain
+    @property
+    def _sizes(self) -> list[tuple[int, int]]:
+        return [(self.height // 2**s, self.width // 2**s) for s in range(self.num_scales)]
+
+    def _resolve(self, key: int | tuple[int, int]) -> tuple[int, Augmentation]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} of a dataset of {len(self)}")
+        index %= len(self)
+        return index, self.augmentation(index, epoch)
+
+    def _fill_images(self, ref: FrameRef, flip: bool, jitter: ColorJitterParams | None,
+                     plain: list[torch.Tensor], jittered: list[torch.Tensor] | None) -> None:
+        """Decode each frame once, build its pyramid and write it into ``plain[scale][frame]`` (3, h, w), and
+        its jittered version (or, without a jitter, a copy) into ``jittered`` when given."""
         for i, frame_id in enumerate(self.frame_ids):
             image = self._read_frame(ref, frame_id)
             if flip:
@@ -136,24 +178,21 @@ class FrameDataset(Dataset, ABC):
             for scale, level in enumerate(lanczos_pyramid(image, self.width, self.height, self.num_scales)):
                 pixels = to_float(np.asarray(level))
                 plain[scale][i].copy_(torch.from_numpy(pixels).permute(2, 0, 1))
-                if jitter is not None:
-                    jittered[scale][i].copy_(torch.from_numpy(color_jitter_hwc(pixels, jitter)).permute(2, 0, 1))
-        color = {f: [stack[i] for stack in plain] for i, f in enumerate(self.frame_ids)}
-        color_aug = color if jitter is None else {f: [stack[i] for stack in jittered]
-                                                  for i, f in enumerate(self.frame_ids)}
-        return color, color_aug
+                if jittered is not None:
+                    source = pixels if jitter is None else color_jitter_hwc(pixels, jitter)
+                    jittered[scale][i].copy_(torch.from_numpy(source).permute(2, 0, 1))
 
     def _read_frame(self, ref: FrameRef, frame_id: FrameId) -> Image.Image:
         camera = CAMERAS.get(ref.side) if ref.side is not None else None
         if ref.side is not None and camera is None:
-            raise DataError(f"sample {ref}: side must be one of l, r, 2, 3, got {ref.side!r}")
+            raise DataError(f"split line '{ref}': side must be one of l, r, 2, 3, got {ref.side!r}")
         if frame_id == "s":
             if camera is None:
-                raise DataError(f"sample {ref}: stereo needs a side (l or r)")
+                raise DataError(f"split line '{ref}': stereo needs a side (l or r)")
             path = self.image_path(ref, ref.frame, OTHER_CAMERA[camera])
-            return read_rgb(path, f"stereo frame of sample {ref}")
+            return read_rgb(path, f"other stereo camera of split line '{ref}'")
         path = self.image_path(ref, ref.frame + frame_id, camera)
-        return read_rgb(path, f"frame {frame_id:+d} of sample {ref}")
+        return read_rgb(path, f"frame {frame_id:+d} of split line '{ref}'")
 
     @staticmethod
     def _stereo_T(ref: FrameRef, flip: bool) -> torch.Tensor:
@@ -208,3 +247,12 @@ def _limit_worker_threads() -> None:
 
         cv2.setNumThreads(1)
         _threads_limited = True
+
+
+def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised float32 tensor in shared memory, allocated there directly as torch's own
+    ``default_collate`` does in workers (``share_memory_()`` on a new tensor would copy it once more)."""
+    numel = int(np.prod(shape))
+    template = torch.empty(0)
+    storage = template._typed_storage()._new_shared(numel, device=template.device)
+    return template.new(storage).resize_(shape)

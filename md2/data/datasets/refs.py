@@ -15,6 +15,10 @@ class FrameRef(NamedTuple):
     frame: int
     side: str | None
 
+    def __str__(self) -> str:
+        """The split line: "FOLDER FRAME SIDE" (or "FOLDER FRAME")."""
+        return f"{self.folder} {self.frame}" + (f" {self.side}" if self.side is not None else "")
+
 
 def as_frame_ref(line) -> FrameRef:
     """A FrameRef from a split line: text "FOLDER [FRAME [SIDE]]" (the reference's reading: a missing frame
