@@ -200,6 +200,18 @@ def test_corrupt_image_names_the_file(synth_raw: Path, tmp_path: Path, ext: str)
     assert str(corrupt) in str(error.value)
 
 
+@pytest.mark.parametrize(("reader", "line", "message"), [
+    (KITTIRawDataset, "2011_09_26/2011_09_26_drive_0001_sync 3", "has no side"),
+    (KITTIRawDataset, "2011_09_26/2011_09_26_drive_0001_sync 3 x", "side must be one of"),
+    (KITTIRawDataset, "2011_09_26/2011_09_26_drive_0001_sync three l", "not a number"),
+    (KITTIOdomDataset, "nine 3 l", "sequence is a number"),
+])
+def test_malformed_split_lines_are_named(synth_raw: Path, reader, line: str, message: str) -> None:
+    with pytest.raises(DataError, match=message) as error:
+        reader(synth_raw, [line], HEIGHT, WIDTH, (0,), img_ext=".png")[0]
+    assert line.split()[0] in str(error.value)
+
+
 def test_odometry_reader_reads_sequence_images(synth_raw: Path) -> None:
     lines = (synth_raw / "splits" / "odom" / "train_files.txt").read_text().split("\n")[:-1]
     sequence, frame, side = lines[len(lines) // 2].split()
@@ -252,6 +264,7 @@ def test_data_loader_workers_deliver_the_collated_samples(synth_raw: Path) -> No
         assert batch.K[1].shape == (3, 4, 4) and batch.stereo_T.shape == (3, 4, 4)
         assert batch.depth_gt.shape == (3, 1, 375, 1242)
         _assert_same_batch(batch, collate_samples([dataset[i] for i in range(start, start + 3)]))
+    _assert_same_batch(dataset.__getitems__([0, 1, 2]), collate_samples([dataset[i] for i in range(3)]))
     assert any(batch.jitter[i] is None for batch in batches for i in range(3))
     assert any(batch.jitter[i] is not None for batch in batches for i in range(3))
 
