@@ -50,8 +50,9 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: int, width: int,
-                        use_stereo: bool, optimizer: torch.optim.Optimizer | None = None) -> Path:
-    """Write ``<name>.pth`` per module (and ``adam.pth``) into ``folder``, atomically.
+                        use_stereo: bool, optimizer: torch.optim.Optimizer | None = None,
+                        extra: dict[str, dict] | None = None) -> Path:
+    """Write ``<name>.pth`` per module (and ``adam.pth``, and ``extra`` files) into ``folder``, atomically.
 
     Everything is written into a temporary sibling folder that is renamed onto ``folder`` only when complete,
     so a crash never leaves a folder that looks complete but is not. An existing ``folder`` is replaced.
@@ -67,6 +68,8 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
             torch.save(state, temporary / f"{name}.pth")
         if optimizer is not None:
             torch.save(optimizer.state_dict(), temporary / "adam.pth")
+        for filename, content in (extra or {}).items():
+            torch.save(content, temporary / filename)
         _fsync_folder(temporary)
         _replace_folder(temporary, folder)
     except BaseException:

@@ -112,6 +112,10 @@ class TrainConfig:
         return 2 if self.model.pose_model_input == "pairs" else len(self.data.frame_ids)
 
     @property
+    def data_root(self) -> Path:
+        return Path(self.data.data_path).expanduser()
+
+    @property
     def log_path(self) -> Path:
         return Path(self.run.log_dir).expanduser() / self.run.model_name
 
