@@ -113,8 +113,10 @@ def warp(image: torch.Tensor, pix_coords: torch.Tensor) -> torch.Tensor:
     The reference was written against PyTorch 0.4.1, whose grid_sample behaved as align_corners=True; the
     default changed to False in PyTorch 1.3, so md2 states it explicitly (Project3D normalises for it).
     """
-    return F.grid_sample(image, pix_coords.to(image.dtype), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    # A diverged network can produce NaN coordinates; grid_sample may then read outside the image (a crash),
+    # so they are sent to the border. Finite coordinates are untouched, and the NaN loss still stops training.
+    grid = torch.nan_to_num(pix_coords.to(image.dtype), nan=2.0, posinf=2.0, neginf=-2.0)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 NORMALISED_KITTI_K = np.array([[0.58, 0, 0.5, 0],

@@ -74,6 +74,9 @@ class ResnetEncoder(nn.Module):
             if num_input_images > 1:
                 state["conv1.weight"] = multi_image_conv1(state["conv1.weight"], num_input_images)
             self.encoder.load_state_dict(state)
+        # The classifier is unused but kept, because the official checkpoints hold its weights. Frozen, it is
+        # no "unused parameter" for DistributedDataParallel, whose buckets would otherwise never be reduced.
+        self.encoder.fc.requires_grad_(False)
         self.num_ch_enc = np.array([64, 64, 128, 256, 512])
         if spec.bottleneck:
             self.num_ch_enc[1:] *= 4

@@ -62,6 +62,8 @@ def make_loader(dataset, config: TrainConfig, epoch: int, shuffle: bool, rank: i
     batch = config.optim.batch_size
     sampler = EpochSampler(len(dataset), config.run.seed, epoch, shuffle, rank, world_size, start_batch * batch)
     workers = config.data.num_workers
+    # Its own generator: creating an iterator must not consume the global random state (exact resume).
+    generator = torch.Generator().manual_seed(config.run.seed * 100_003 + epoch + 7919 * rank)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                      collate_fn=collate_samples, pin_memory=pin_memory,
+                      collate_fn=collate_samples, pin_memory=pin_memory, generator=generator,
                       prefetch_factor=2 if workers else None, persistent_workers=False)

@@ -9,6 +9,7 @@ import time
 import resource
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,8 @@ RESUMABLE_OVERRIDES = {"num_epochs", "num_workers", "device", "log_frequency", "
                        "data_path", "splits_dir"}
 
 
-def run_training(config: TrainConfig, console: Console | None = None) -> Path:
+def run_training(config: TrainConfig, console: Console | None = None,
+                 on_step: Callable[[int, float], None] | None = None) -> Path:
     """Train a new run in LOG_DIR/MODEL_NAME; returns that folder."""
     placement = distributed.setup(config.run.device)
     try:
@@ -40,7 +42,7 @@ def run_training(config: TrainConfig, console: Console | None = None) -> Path:
             raise UsageError(f"{config.log_path} already holds a run: continue it with `md2 train --resume "
                              f"{config.log_path}` or choose another --model-name")
         seed_everything(config.run.seed + placement.rank)
-        run = Run(config, placement, console)
+        run = Run(config, placement, console, on_step)
         if placement.is_main:
             config.log_path.mkdir(parents=True, exist_ok=True)
             save_yaml(config, config.log_path / "opt.yaml")
@@ -50,7 +52,7 @@ def run_training(config: TrainConfig, console: Console | None = None) -> Path:
 
 
 def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None,
-                    console: Console | None = None) -> Path:
+                    console: Console | None = None, on_step: Callable[[int, float], None] | None = None) -> Path:
     """Continue the run in ``run_dir`` from its last saved state (same options, a few may change)."""
     run_dir = Path(run_dir).expanduser()
     folder = run_dir / CHECKPOINT
@@ -66,7 +68,7 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
     config = from_flat(flat)
     placement = distributed.setup(config.run.device)
     try:
-        run = Run(config, placement, console)
+        run = Run(config, placement, console, on_step)
         progress = load_training_state(folder, run.models, run.optimizer, run.scheduler)
         return run.fit(progress)
     finally:
@@ -82,8 +84,9 @@ def seed_everything(seed: int) -> None:
 class Run:
     """One training run's models, optimiser, data and logging, and the loop over them."""
 
-    def __init__(self, config: TrainConfig, placement: distributed.Placement, console: Console | None = None):
-        self.config, self.placement = config, placement
+    def __init__(self, config: TrainConfig, placement: distributed.Placement, console: Console | None = None,
+                 on_step: Callable[[int, float], None] | None = None):
+        self.config, self.placement, self.on_step = config, placement, on_step
         self.device = placement.device
         self.console = console or Console(stderr=True, quiet=not placement.is_main)
         self.models = build_models(config).to(self.device)
@@ -153,6 +156,8 @@ class Run:
         with self._bar(epoch, len(loader) + batch_index, batch_index) as (bar, task):
             for batch_index, batch in enumerate(loader, start=batch_index):
                 losses, outputs, batch = self._train_step(batch, step)
+                if self.on_step is not None:  # tests and tools: costs a host sync, so only when asked
+                    self.on_step(step, float(losses["loss"].detach()))
                 if should_log(batch_index, step, config.run.log_frequency):
                     self._check_finite()
                     scalars = self.logger.log("train", step, batch, outputs, losses, config.model.scales)
