@@ -109,3 +109,11 @@ def test_predict_on_real_street_photo(tmp_path, weights):
     with Image.open(SHARED_IMAGE) as photo, Image.open(tmp_path / "test_image_disp.jpeg") as picture:
         assert picture.size == photo.size
     assert np.isfinite(np.load(tmp_path / "test_image_disp.npy")).all()
+
+
+def test_python_api_loads_a_weights_folder_and_predicts(weights):
+    import md2
+
+    model = md2.load_model(weights, device="cpu")
+    depth = model.predict_depth(Image.new("RGB", (150, 50), (100, 120, 90)))
+    assert depth.shape == (50, 150) and np.isfinite(depth).all() and depth.min() > 0
