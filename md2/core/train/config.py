@@ -37,7 +37,6 @@ class DataConfig:
     frame_ids: tuple[int, ...] = _opt((0, -1, 1), "Frames to load, the target first (comma-separated).")
     use_stereo: bool = _opt(False, "Use the other stereo image as a source frame.")
     num_workers: int = _opt(12, "Data loader worker processes.")
-    skip_bad_samples: bool = _opt(False, "Skip unreadable samples (counted at the end of each epoch).")
 
 
 @dataclass(frozen=True)
