@@ -122,3 +122,17 @@ def test_speed_flags_give_the_same_loss(synth_raw, tmp_path, flag, tolerance):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = training_step(models, batch, config, warpers, ssim)[0]["loss"]
     assert abs(float(fast.detach()) - float(reference.detach())) <= tolerance * float(reference.detach())
+
+
+@pytest.mark.slow
+def test_compiled_networks_give_the_same_loss(synth_raw, tmp_path):
+    config = tiny_config(synth_raw, tmp_path)
+    models, _, _ = run_step(config, synth_raw)
+    models.eval()
+    batch, warpers, ssim = batch_for(config, synth_raw), Warpers(64, 192, 4), SSIM()
+    torch.manual_seed(1)
+    reference = training_step(models, batch, config, warpers, ssim)[0]["loss"].detach()
+    compiled = torch.nn.ModuleDict({name: torch.compile(module) for name, module in models.items()})
+    torch.manual_seed(1)
+    fast = training_step(compiled, batch, config, warpers, ssim)[0]["loss"].detach()
+    assert abs(float(fast) - float(reference)) <= 1e-4 * float(reference)
