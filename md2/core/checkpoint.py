@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import secrets
 import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ def unwrap(module: nn.Module) -> nn.Module:
     while True:
         if hasattr(module, "_orig_mod"):
             module = module._orig_mod
-        elif isinstance(module, nn.parallel.DistributedDataParallel) or type(module).__name__ == "DataParallel":
+        elif isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             module = module.module
         else:
             return module
@@ -54,28 +53,62 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
                         extra: dict[str, dict] | None = None) -> Path:
     """Write ``<name>.pth`` per module (and ``adam.pth``, and ``extra`` files) into ``folder``, atomically.
 
-    Everything is written into a temporary sibling folder that is renamed onto ``folder`` only when complete,
-    so a crash never leaves a folder that looks complete but is not. An existing ``folder`` is replaced.
+    Args:
+        modules: weights-file name -> module, e.g. {"encoder": ..., "depth": ...}; DDP / torch.compile
+            wrappers are unwrapped so keys never carry ``module.`` or ``_orig_mod.``.
+        height, width, use_stereo: stored as plain values in ``encoder.pth``, as the reference did.
+        optimizer: its state dict goes to ``adam.pth``.
+        extra: file name -> content, saved as they are (e.g. md2's own training state).
+    Everything is written, on the CPU, into a temporary sibling folder that is renamed onto ``folder`` only
+    when complete, so a crash never leaves a folder that looks complete but is not. An existing ``folder`` is
+    replaced. A failure to write (disk full, permissions) raises CheckpointError naming ``folder``.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _sibling(folder, "tmp")
+        temporary.mkdir()
+    except OSError as error:
+        raise CheckpointError(f"cannot write weights folder {folder}: {error.strerror or error}") from None
     try:
         for name, module in modules.items():
-            state = {k: v.detach().cpu() for k, v in unwrap(module).state_dict().items()}
+            state = {_plain_key(k): _to_cpu(v) for k, v in unwrap(module).state_dict().items()}
             if name == "encoder":
                 state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
             torch.save(state, temporary / f"{name}.pth")
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), temporary / "adam.pth")
+            torch.save(_to_cpu(optimizer.state_dict()), temporary / "adam.pth")
         for filename, content in (extra or {}).items():
-            torch.save(content, temporary / filename)
+            torch.save(_to_cpu(content), temporary / filename)
         _fsync_folder(temporary)
         _replace_folder(temporary, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise CheckpointError(f"cannot write weights folder {folder}: {error.strerror or error}") from None
         raise
     return folder
+
+
+def _sibling(folder: Path, tag: str) -> Path:
+    """A unique hidden name beside ``folder`` (same file system, so renames are atomic)."""
+    return folder.with_name(f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}")
+
+
+def _plain_key(key: str) -> str:
+    # A submodule compiled on its own still carries "_orig_mod." inside its keys.
+    return key.replace("_orig_mod.", "")
+
+
+def _to_cpu(value):
+    """``value`` with every tensor (also inside dicts, lists and tuples) detached and moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return type(value)((k, _to_cpu(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -86,19 +119,23 @@ def _fsync_folder(folder: Path) -> None:
 
 def _replace_folder(source: Path, target: Path) -> None:
     """Rename ``source`` onto ``target``; an old ``target`` is moved aside first and removed after."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
+    if not target.exists():
         os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = _sibling(target, "old")
+    os.replace(target, old)
+    try:
         os.replace(source, target)
+    except BaseException:
+        os.replace(old, target)  # put the previous weights back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_state_dict_file(path: Path) -> dict:
-    """Read one ``.pth`` file safely (``weights_only=True``) onto the CPU.
+    """Read one ``.pth`` file safely (``weights_only=True``, so no pickled code runs) onto the CPU.
 
+    Reads both torch's zip format and the legacy format of the published models (PyTorch 0.4).
     Raises CheckpointError naming the file when it is missing, truncated, corrupt or not a state dict.
     """
     path = Path(path)
@@ -108,9 +145,10 @@ def load_state_dict_file(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # Also what weights_only=True raises for a file that would need arbitrary code to load.
-        raise CheckpointError(f"cannot read checkpoint {path}: not a plain torch state-dict file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        reason = " ".join(str(error).split())[:120]
+        raise CheckpointError(f"cannot read checkpoint {path}: not a torch weights file "
+                              "(or one that would need to run code to load)") from None
+    except Exception as error:  # noqa: BLE001 -- arbitrary bytes fail in many ways (struct, EOF, zip, ...)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
         raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({reason})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict (found {type(state).__name__})")
@@ -150,9 +188,13 @@ def load_module(module: nn.Module, source: Path | dict, *, file_label: str | Non
 
 
 def infer_num_layers(encoder_state: dict, label: str = "encoder.pth") -> int:
-    """ResNet depth from an encoder state dict's layer3 block count and block type."""
-    blocks = {int(key.split(".")[2]) for key in encoder_state if key.startswith("encoder.layer3.")}
-    bottleneck = any(key.endswith("conv3.weight") for key in encoder_state if key.startswith("encoder.layer3."))
+    """ResNet depth from an encoder state dict: the blocks of layer3 and whether they are bottlenecks (conv3).
+
+    18 -> 2 basic blocks, 34 -> 6 basic, 50 -> 6 bottleneck, 101 -> 23, 152 -> 36.
+    """
+    layer3 = [key.split(".") for key in encoder_state if key.startswith("encoder.layer3.")]
+    blocks = {parts[2] for parts in layer3 if len(parts) > 3}
+    bottleneck = any(parts[-2] == "conv3" for parts in layer3)
     depth = LAYER3_BLOCKS.get((len(blocks), bottleneck))
     if depth is None:
         raise CheckpointError(f"{label}: not a ResNet-18/34/50/101/152 encoder")

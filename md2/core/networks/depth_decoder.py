@@ -41,7 +41,7 @@ class DepthDecoder(nn.Module):
 
     ``forward(features)`` returns {s: (B, num_output_channels, H/2^s, W/2^s)} in [0, 1] for an input of H x W.
     The module list ``decoder`` is ordered as the official checkpoints: upconv (4,0), (4,1), ..., (0,1), then
-    dispconv 0..3.
+    one dispconv per scale in the order of ``scales`` (decoder.10 .. decoder.13 for scales 0..3).
     """
 
     num_ch_dec = (16, 32, 64, 128, 256)
@@ -50,8 +50,12 @@ class DepthDecoder(nn.Module):
                  use_skips: bool = True) -> None:
         super().__init__()
         self.scales = tuple(scales)
+        if not set(self.scales) <= set(range(5)) or len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"scales must be distinct values in 0..4, got {self.scales}")
         self.use_skips = use_skips
         self.num_output_channels = num_output_channels
+        # Built in the reference's order (upconv (4,0), (4,1), ..., (0,1), dispconv per scale) so that the
+        # indices of ``decoder`` are the official key names.
         layers: list[nn.Module] = []
         for i in range(4, -1, -1):
             in_channels = num_ch_enc[-1] if i == 4 else self.num_ch_dec[i + 1]
@@ -63,6 +67,7 @@ class DepthDecoder(nn.Module):
         self.decoder = nn.ModuleList(layers)
 
     def forward(self, input_features: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Five encoder maps (B, C_k, H/2^(k+1), W/2^(k+1)) -> {s: (B, num_output_channels, H/2^s, W/2^s)}."""
         outputs: dict[int, torch.Tensor] = {}
         x = input_features[-1]
         for step, i in enumerate(range(4, -1, -1)):

@@ -25,11 +25,15 @@ class PoseCNN(nn.Module):
         for out_channels, kernel in zip(CHANNELS, KERNELS):
             layers.append(nn.Conv2d(in_channels, out_channels, kernel, 2, kernel // 2))
             in_channels = out_channels
-        self.net = nn.ModuleList(layers)
+        # pose_conv is registered before net, as in the reference: the order of parameters() (and so of the
+        # optimizer state in adam.pth) then matches the official files.
         self.pose_conv = nn.Conv2d(CHANNELS[-1], 6 * (num_input_frames - 1), 1)
+        self.net = nn.ModuleList(layers)
         self.relu = nn.ReLU(True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3n, H, W) images (used as given, not normalised, as in the reference) -> (axisangle,
+        translation), each (B, n - 1, 1, 3)."""
         for conv in self.net:
             x = self.relu(conv(x))
         x = self.pose_conv(x)

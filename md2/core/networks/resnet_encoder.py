@@ -10,19 +10,19 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from md2.errors import DownloadError
+from md2.errors import DownloadError, UsageError
 
 
 @dataclass(frozen=True)
 class ResnetSpec:
-    """How to build one ResNet depth: torchvision builder and its ImageNet weights."""
+    """How to build one ResNet depth: torchvision builder, its ImageNet weights, and its block type."""
 
     builder: Callable[..., tvm.ResNet]
     weights: tvm.WeightsEnum
     bottleneck: bool
 
 
-RESNETS: dict[int, ResnetSpec] = {
+ENCODERS: dict[int, ResnetSpec] = {
     18: ResnetSpec(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, False),
     34: ResnetSpec(tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, False),
     50: ResnetSpec(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, True),
@@ -31,20 +31,47 @@ RESNETS: dict[int, ResnetSpec] = {
 }
 """ResNet depth -> spec. IMAGENET1K_V1 are the weights the reference's torchvision 0.2 shipped."""
 
+RESNETS = ENCODERS
+"""The name docs/design.md uses for the same table."""
+
+# The reference normalised its [0, 1] input with one mean and deviation for all channels, not ImageNet's.
+INPUT_MEAN = 0.45
+INPUT_STD = 0.225
+
+
+def encoder_channels(num_layers: int) -> np.ndarray:
+    """Channels of the five feature maps of a ResNet: [64, 64, 128, 256, 512], the last four x4 for
+    bottleneck ResNets (50 layers and more)."""
+    channels = np.array([64, 64, 128, 256, 512])
+    if _spec(num_layers).bottleneck:
+        channels[1:] *= 4
+    return channels
+
 
 def multi_image_conv1(weight: torch.Tensor, num_input_images: int) -> torch.Tensor:
-    """conv1 weight for N stacked images: the pretrained (64, 3, 7, 7) repeated N times along the input
-    channels and divided by N, so N copies of one image give the single-image response."""
+    """conv1 weight for N stacked images from a single-image one.
+
+    (64, 3, 7, 7) -> (64, 3N, 7, 7): repeated N times along the input channels and divided by N, so N
+    copies of one image give the same response as that image alone.
+    """
     return torch.cat([weight] * num_input_images, dim=1) / num_input_images
 
 
+def _spec(num_layers: int) -> ResnetSpec:
+    if num_layers not in ENCODERS:
+        raise UsageError(f"num_layers must be one of {', '.join(map(str, ENCODERS))}, got {num_layers}")
+    return ENCODERS[num_layers]
+
+
 def _imagenet_state(spec: ResnetSpec, num_layers: int) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state dict (downloaded on first use into TORCH_HOME)."""
     try:
         return spec.weights.get_state_dict(progress=False)
     except Exception as error:  # offline, blocked, corrupt download: all end the same way for the user
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
         raise DownloadError(
-            f"cannot get the ImageNet weights for ResNet-{num_layers} ({type(error).__name__}: {error}); "
-            "train from scratch with --weights-init scratch"
+            f"cannot get the ImageNet weights for ResNet-{num_layers} ({reason}); "
+            "connect to the internet or train from scratch with --weights-init scratch"
         ) from None
 
 
@@ -53,39 +80,39 @@ class ResnetEncoder(nn.Module):
 
     Args:
         num_layers: ResNet depth, one of 18, 34, 50, 101, 152.
-        pretrained: start from torchvision's ImageNet weights (downloads on first use).
+        pretrained: start from torchvision's ImageNet weights (downloaded on first use; DownloadError when
+            they cannot be had).
         num_input_images: N images stacked on channels (3N input channels), for the pose encoder.
 
     ``forward(x)`` takes (B, 3N, H, W) RGB in [0, 1] and returns five feature maps at 1/2, 1/4, 1/8, 1/16 and
-    1/32 of the input size with ``num_ch_enc`` channels ([64, 64, 128, 256, 512], the last four x4 from 50
-    layers on).
+    1/32 of the input size with ``num_ch_enc`` channels. ``.encoder`` is the torchvision ResNet, so the state
+    dict keys are the official ones (``encoder.conv1.weight`` ... ``encoder.fc.bias``).
     """
 
     def __init__(self, num_layers: int = 18, pretrained: bool = False, num_input_images: int = 1) -> None:
         super().__init__()
-        if num_layers not in RESNETS:
-            raise ValueError(f"num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
-        spec = RESNETS[num_layers]
+        spec = _spec(num_layers)
+        self.num_layers = num_layers
+        self.num_input_images = num_input_images
         self.encoder = spec.builder(weights=None)
         if num_input_images > 1:
+            # Replacing the attribute keeps conv1 first in the state dict, as in the official files.
             self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(self.encoder.conv1.weight, mode="fan_out", nonlinearity="relu")
         if pretrained:
             state = _imagenet_state(spec, num_layers)
-            if num_input_images > 1:
-                state["conv1.weight"] = multi_image_conv1(state["conv1.weight"], num_input_images)
+            state["conv1.weight"] = multi_image_conv1(state["conv1.weight"], num_input_images)
             self.encoder.load_state_dict(state)
         # The classifier is unused but kept, because the official checkpoints hold its weights. Frozen, it is
         # no "unused parameter" for DistributedDataParallel, whose buckets would otherwise never be reduced.
         self.encoder.fc.requires_grad_(False)
-        self.num_ch_enc = np.array([64, 64, 128, 256, 512])
-        if spec.bottleneck:
-            self.num_ch_enc[1:] *= 4
+        self.num_ch_enc = encoder_channels(num_layers)
 
     def forward(self, input_image: torch.Tensor) -> list[torch.Tensor]:
-        x = (input_image - 0.45) / 0.225
+        """(B, 3N, H, W) in [0, 1] -> [(B, C0, H/2, W/2), (B, C1, H/4, W/4), ..., (B, C4, H/32, W/32)]."""
         net = self.encoder
-        x = net.relu(net.bn1(net.conv1(x)))
-        features = [x]
+        x = (input_image - INPUT_MEAN) / INPUT_STD
+        features = [net.relu(net.bn1(net.conv1(x)))]
         features.append(net.layer1(net.maxpool(features[-1])))
         features.append(net.layer2(features[-1]))
         features.append(net.layer3(features[-1]))
