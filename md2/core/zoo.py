@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -13,111 +14,126 @@ from md2.errors import DownloadError, UsageError
 
 OFFICIAL_URL = "https://storage.googleapis.com/niantic-lon-static/research/monodepth2"
 DEFAULT_MODEL = "mono+stereo_640x192"
+REQUIRED_FILES = ("encoder.pth", "depth.pth")
+"""A weights folder is usable for depth when it holds these two."""
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One published model: how it was trained and at which resolution."""
+    """One published model: where it is, and how it was trained (input size in pixels)."""
 
     name: str
-    modality: str
+    url: str
     height: int
     width: int
+    modality: str
     imagenet_pretrained: bool = True
     num_layers: int = 18
     split: str = "eigen_zhou"
 
-    def url(self, base_url: str | None = None) -> str:
-        """Download URL of the model's zip ('+' percent-encoded, as in the reference's links)."""
-        base = (base_url or os.environ.get("MD2_ZOO_URL") or OFFICIAL_URL).rstrip("/")
-        return f"{base}/{quote(self.name, safe='_')}.zip"
+    def mirror_url(self, base_url: str) -> str:
+        """The same zip under another base URL (a mirror, or a test server)."""
+        return f"{base_url.rstrip('/')}/{self.url.rsplit('/', 1)[1]}"
 
 
-def _table() -> dict[str, ModelInfo]:
-    entries = []
-    for modality in ("mono", "stereo", "mono+stereo"):
-        entries += [ModelInfo(f"{modality}_640x192", modality, 192, 640),
-                    ModelInfo(f"{modality}_1024x320", modality, 320, 1024),
-                    ModelInfo(f"{modality}_no_pt_640x192", modality, 192, 640, imagenet_pretrained=False)]
-    entries += [ModelInfo("mono_odom_640x192", "mono", 192, 640, split="odom"),
-                ModelInfo("mono+stereo_odom_640x192", "mono+stereo", 192, 640, split="odom"),
-                ModelInfo("mono_resnet50_640x192", "mono", 192, 640, num_layers=50),
-                ModelInfo("mono_resnet50_no_pt_640x192", "mono", 192, 640, imagenet_pretrained=False, num_layers=50)]
-    return {entry.name: entry for entry in entries}
+def _model(name: str, modality: str, size: str, **details) -> ModelInfo:
+    width, height = (int(n) for n in size.split("x"))
+    # '+' is percent-encoded as %2B, as in the reference README's links.
+    return ModelInfo(name, f"{OFFICIAL_URL}/{quote(name, safe='_')}.zip", height, width, modality, **details)
 
 
-MODELS: dict[str, ModelInfo] = _table()
-"""Model name -> ModelInfo, as in the reference README's table and text."""
+MODELS: dict[str, ModelInfo] = {info.name: info for info in [
+    _model("mono_640x192", "mono", "640x192"),
+    _model("stereo_640x192", "stereo", "640x192"),
+    _model("mono+stereo_640x192", "mono+stereo", "640x192"),
+    _model("mono_1024x320", "mono", "1024x320"),
+    _model("stereo_1024x320", "stereo", "1024x320"),
+    _model("mono+stereo_1024x320", "mono+stereo", "1024x320"),
+    _model("mono_no_pt_640x192", "mono", "640x192", imagenet_pretrained=False),
+    _model("stereo_no_pt_640x192", "stereo", "640x192", imagenet_pretrained=False),
+    _model("mono+stereo_no_pt_640x192", "mono+stereo", "640x192", imagenet_pretrained=False),
+    _model("mono_odom_640x192", "mono", "640x192", split="odom"),
+    _model("mono+stereo_odom_640x192", "mono+stereo", "640x192", split="odom"),
+    _model("mono_resnet50_640x192", "mono", "640x192", num_layers=50),
+    _model("mono_resnet50_no_pt_640x192", "mono", "640x192", imagenet_pretrained=False, num_layers=50),
+]}
+"""Model name -> ModelInfo: the reference README's table, then the odometry and ResNet-50 models of its text."""
 
 
-def cache_dir() -> Path:
-    """Where models are kept: $MD2_HOME/models (default ~/.cache/md2/models)."""
-    return Path(os.environ.get("MD2_HOME", "~/.cache/md2")).expanduser() / "models"
+def md2_home() -> Path:
+    """md2's cache: $MD2_HOME, default ~/.cache/md2 (models/ and splits/ live there)."""
+    return Path(os.environ.get("MD2_HOME") or "~/.cache/md2").expanduser()
 
 
-def _weights_root(folder: Path) -> Path | None:
-    """The folder holding encoder.pth and depth.pth: the extraction root or its single sub-folder."""
-    for candidate in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
-        if (candidate / "encoder.pth").is_file() and (candidate / "depth.pth").is_file():
-            return candidate
-    return None
+def is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in REQUIRED_FILES)
 
 
-def fetch_model(name: str, *, cache: Path | None = None, base_url: str | None = None,
-                progress: bool = True) -> Path:
-    """Weights folder of a pretrained model, downloaded and unpacked on first use.
+def model_url(name: str, base_url: str | None = None) -> str:
+    """Download URL of a model: under ``base_url`` or $MD2_ZOO_URL when set (mirrors, tests), else official."""
+    info = MODELS[name]
+    mirror = base_url or os.environ.get("MD2_ZOO_URL")
+    return info.mirror_url(mirror) if mirror else info.url
 
-    The zip is downloaded (resumable) beside the cache, its CRCs checked, extracted with path checks into a
-    temporary folder, and that folder renamed into place only when it holds encoder.pth and depth.pth. So the
-    cache never holds half a model.
+
+def fetch_model(name: str, *, cache_dir: Path | str | None = None, base_url: str | None = None,
+                progress: bool = True, retries: int = 5) -> Path:
+    """Weights folder of a pretrained model (CACHE/models/NAME), downloaded and unpacked on first use.
+
+    CACHE is ``cache_dir`` or :func:`md2_home`. The zip is downloaded beside it (resumable after an
+    interruption), its CRCs checked, extracted with path checks into a temporary folder, and that folder
+    renamed to NAME only when it holds encoder.pth and depth.pth, so the cache never holds half a model. The
+    zip may hold the files at its root or inside one folder. ``retries``: attempts after a failed one (see
+    :func:`md2.data.download.download_file`). Unknown names raise UsageError.
     """
     from md2.data.download import download_file, safe_extract, verify_zip
 
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    root = Path(cache) if cache is not None else cache_dir()
-    target = root / name
-    if target.is_dir() and (target / "encoder.pth").is_file() and (target / "depth.pth").is_file():
+    models = Path(cache_dir).expanduser() / "models" if cache_dir is not None else md2_home() / "models"
+    target = models / name
+    if is_complete(target):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    url = MODELS[name].url(base_url)
-    archive = root / f"{name}.zip"
+    url = model_url(name, base_url)
+    archive = models / f".{name}.zip"  # hidden: never mistaken for a model
+    hint = (f"or set MD2_ZOO_URL to a mirror, or download {MODELS[name].url} yourself, unzip it and pass "
+            "that folder instead of the model name")
     with _progress_bar(name, progress) as report:
-        download_file(url, archive, progress=report)
-    verify_zip(archive)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        download_file(url, archive, progress=report, retries=retries, mirror_hint=hint)
     try:
-        safe_extract(archive, staging)
-        weights = _weights_root(staging)
-        if weights is None:
-            raise DownloadError(f"{url} does not contain a weights folder (encoder.pth and depth.pth)")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(weights, target)
+        verify_zip(archive)
+        _unpack(archive, target, url, safe_extract)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    archive.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)  # a bad zip is fetched again next time, a good one is unpacked
     return target
 
 
-class _progress_bar:
-    """A rich progress bar for one download, or nothing."""
+def _unpack(archive: Path, target: Path, url: str, safe_extract) -> None:
+    """Extract into a temporary folder beside ``target``; rename the weights folder into place."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        safe_extract(archive, staging)
+        candidates = [staging, staging / target.name, *sorted(p for p in staging.iterdir() if p.is_dir())]
+        weights = next((folder for folder in candidates if is_complete(folder)), None)
+        if weights is None:
+            raise DownloadError(f"{url} holds no weights folder ({' and '.join(REQUIRED_FILES)} missing); check "
+                                "the model name and the mirror (MD2_ZOO_URL)")
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete folder left by hand
+        os.replace(weights, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name, self.enabled, self.bar, self.task = name, enabled, None, None
 
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+@contextmanager
+def _progress_bar(name: str, enabled: bool):
+    """Yields a (done, total) callback drawing a transient rich bar on stderr, or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-        self.bar = Progress(TextColumn(f"downloading {self.name}"), BarColumn(), DownloadColumn(),
-                            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self.bar.__enter__()
-        self.task = self.bar.add_task("download", total=None)
-        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+    with Progress(TextColumn(f"downloading {name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("download", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -1,119 +1,207 @@
-"""Safe downloads: resumable HTTP with retries, zip verification and extraction that cannot escape its folder."""
+"""Safe downloads: resumable HTTP with retries, zip verification, and extraction that cannot escape its folder.
+
+Standard library only (urllib, zipfile). Everything here raises :class:`md2.errors.DownloadError` with the
+URL or the file and what to do about it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from md2.errors import DownloadError
 
 CHUNK = 1 << 20
-Progress = Callable[[int, int | None], None]
-"""Called with (bytes so far, total bytes or None)."""
+ProgressCallback = Callable[[int, "int | None"], None]
+"""Called with (bytes so far, total bytes or None) after every chunk. An exception it raises aborts the
+download and keeps the ``.part`` file for a later resume (how callers cancel)."""
+
+CONNECT_RETRIES = 2
+"""Attempts after the first when the host cannot be reached at all (no network, refused, unknown host): a
+user who is offline hears it within seconds. Failures once connected get the full ``retries``."""
+
+RETRY_STATUS = (408, 429)
+"""4xx answers that are worth retrying (request time-out, too many requests); every other 4xx is final."""
+
+_NETWORK_ERRORS = (OSError, http.client.HTTPException)
+"""Retried: URLError (no connection), resets, time-outs and truncated bodies are OSErrors; HTTPException
+covers malformed answers and IncompleteRead."""
 
 
-def _open(url: str, start: int, timeout: float):
+def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
     request = urllib.request.Request(url, headers={"User-Agent": "md2"})
     if start:
         request.add_header("Range", f"bytes={start}-")
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) URLs from md2's tables
 
 
+def _range_total(headers) -> int | None:
+    """N of ``Content-Range: bytes a-b/N`` (or ``bytes */N``)."""
+    match = re.search(r"/(\d+)\s*$", (headers or {}).get("Content-Range", "") or "")
+    return int(match.group(1)) if match else None
+
+
+def _resumed_from(response, start: int, part: Path) -> int:
+    """Where the body starts in the file: ``start`` for a matching 206, 0 when the server ignored Range."""
+    if response.status != 206:
+        return 0
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    if not (match and int(match.group(1)) == start):
+        part.unlink(missing_ok=True)
+        raise ConnectionError(f"the server resumed at the wrong offset ({match and match.group(1)}, not {start})")
+    return start
+
+
 def _total_size(response, start: int) -> int | None:
-    content_range = response.headers.get("Content-Range")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        return int(total) if total.isdigit() else None
-    length = response.headers.get("Content-Length")
-    return int(length) + (start if response.status == 206 else 0) if length and length.isdigit() else None
+    total = _range_total(response.headers)
+    if total is not None:
+        return total
+    length = response.headers.get("Content-Length", "")
+    return int(length) + start if length.isdigit() else None
 
 
-def _transfer(url: str, part: Path, timeout: float, progress: Progress | None) -> int | None:
-    """One attempt: append to ``part`` from where it ends (Range), or restart when the server ignores Range."""
+@contextmanager
+def _writing(part: Path):
+    """Local file errors (disk full, permissions) are final, unlike network errors: no retry helps."""
+    try:
+        yield
+    except OSError as error:
+        raise DownloadError(f"cannot write {part}: {error.strerror or error}; free some space or choose another "
+                            "folder") from None
+
+
+def _append(response, part: Path, start: int, total: int | None, progress: ProgressCallback | None) -> int:
+    """Copy the body to ``part`` (appending from ``start``); returns the file's size afterwards."""
+    done = start
+    with _writing(part):
+        handle = open(part, "ab" if start else "wb")
+    with handle:
+        while chunk := response.read(CHUNK):  # network errors propagate to the retry loop
+            with _writing(part):
+                handle.write(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+        with _writing(part):
+            handle.flush()
+            os.fsync(handle.fileno())
+    return done
+
+
+def _transfer(url: str, part: Path, timeout: float, progress: ProgressCallback | None) -> None:
+    """One attempt: resume ``part`` with a Range request (or restart when the server ignores Range)."""
     start = part.stat().st_size if part.exists() else 0
     try:
         response = _open(url, start, timeout)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # the partial file is already complete (or bigger than the file)
-            return start
+        if error.code == 416 and start:  # nothing left after `start`: complete, or a stale larger file
+            if _range_total(error.headers) == start:
+                return
+            part.unlink()
+            raise ConnectionError("the partial file was larger than the remote one; restarting") from None
         raise
     with response:
-        if start and response.status != 206:
-            start = 0  # Range ignored: the body is the whole file
+        start = _resumed_from(response, start, part)
         total = _total_size(response, start)
-        with open(part, "ab" if start else "wb") as handle:
-            done = start
-            while chunk := response.read(CHUNK):
-                handle.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-            handle.flush()
-            os.fsync(handle.fileno())
+        done = _append(response, part, start, total, progress)
     if total is not None and done < total:
         raise ConnectionError(f"connection closed after {done} of {total} bytes")
-    return total
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
+def _as_callback(progress) -> ProgressCallback | None:
+    """Accept a callback or a ``(rich.progress.Progress, task_id)`` pair."""
+    if progress is None or callable(progress):
+        return progress
+    bar, task = progress
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def download_file(url: str, dest: Path | str, *, expected_size: int | None = None, sha256: str | None = None,
-                  retries: int = 5, backoff: float = 0.5, timeout: float = 30.0,
-                  progress: Progress | None = None) -> Path:
-    """Download ``url`` to ``dest`` safely.
+                  retries: int = 5, backoff: float = 0.5, progress=None, timeout: float = 30.0,
+                  mirror_hint: str = "") -> Path:
+    """Download ``url`` to ``dest`` safely; returns ``dest``.
 
-    The data goes to ``dest.part`` first, which a later call resumes with an HTTP Range request. Connection
-    errors, time-outs and 5xx answers are retried ``retries`` times with exponential back-off; 4xx answers
-    are final. The size and sha256, when given, are checked before ``dest.part`` is renamed to ``dest``.
+    Bytes go to ``dest.part``, which a later call (this one's retries, or a rerun) resumes with an HTTP Range
+    request; a server that ignores Range is handled by starting again. Connection errors, time-outs (seconds)
+    and 5xx answers are retried with exponential back-off (``backoff`` * 2^k seconds); an attempt that made
+    progress does not use up the budget. 404 and other 4xx answers are final. ``expected_size`` (bytes) and
+    ``sha256`` (hex), when given, are checked before ``dest.part`` is renamed to ``dest``. ``progress`` is a
+    :data:`ProgressCallback` or a ``(rich Progress, task id)`` pair. ``mirror_hint`` ends the error message
+    when the host is unreachable (e.g. "or set MD2_ZOO_URL to a mirror").
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    for attempt in range(retries + 1):
+    callback, attempt = _as_callback(progress), 0
+    while True:
+        before = _size(part)
         try:
-            _transfer(url, part, timeout, progress)
+            _transfer(url, part, timeout, callback)
             break
         except urllib.error.HTTPError as error:
-            if error.code < 500:  # 404, 403...: retrying will not help, and the partial file is stale
+            if error.code not in RETRY_STATUS and error.code < 500:  # final; a partial file of it is stale
                 part.unlink(missing_ok=True)
-            if error.code < 500 or attempt == retries:
-                raise DownloadError(f"{url}: the server answered {error.code} {error.reason}") from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, OSError) as error:
-            if attempt == retries:
-                reason = getattr(error, "reason", error)
-                raise DownloadError(
-                    f"could not download {url} from {_host(url)} ({reason}); check your connection and run "
-                    "the command again to resume, or use a mirror") from None
-        time.sleep(backoff * 2 ** attempt)
+                raise DownloadError(_http_message(url, error.code, error.reason)) from None
+            failure, connected = f"the server answered {error.code} {error.reason}", True
+        except _NETWORK_ERRORS as error:
+            failure = str(getattr(error, "reason", None) or error) or type(error).__name__
+            connected = not isinstance(error, urllib.error.URLError)  # URLError: no connection at all
+        attempt = 0 if _size(part) > before else attempt + 1
+        if attempt > (retries if connected else min(retries, CONNECT_RETRIES)):
+            raise DownloadError(_failure_message(url, failure, connected, _size(part), mirror_hint))
+        time.sleep(backoff * 2 ** (attempt - 1))
     _verify(part, url, expected_size, sha256)
     os.replace(part, dest)
     return dest
+
+
+def _http_message(url: str, code: int, reason: str) -> str:
+    what = "not found" if code == 404 else f"refused ({code} {reason})"
+    return f"{url}: {what}; check the name and the base URL (mirror), then run again"
+
+
+def _failure_message(url: str, failure: str, connected: bool, kept: int, hint: str) -> str:
+    host = urlsplit(url).netloc or url
+    if not connected:
+        text = f"could not reach {host}: {failure}; check your connection"
+    else:
+        text = f"downloading {url} failed: {failure}; run again later"
+    if kept:
+        text += f" (the {kept / 1e6:.1f} MB already received are kept and the download resumes)"
+    return text + (f", {hint}" if hint else "")
 
 
 def _verify(part: Path, url: str, expected_size: int | None, sha256: str | None) -> None:
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         part.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: got {size} bytes, expected {expected_size}; run again to retry")
+        raise DownloadError(f"{url}: received {size} bytes, expected {expected_size}; run again to download it again")
     if sha256 is not None:
         digest = file_sha256(part)
-        if digest != sha256:
+        if digest != sha256.lower():
             part.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: sha256 {digest} does not match the expected {sha256}")
+            raise DownloadError(f"{url}: sha256 {digest} does not match the expected {sha256}; the file or the "
+                                "mirror is not the official one")
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     hasher = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -121,51 +209,83 @@ def file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def verify_zip(path: Path | str) -> None:
-    """Check every member's CRC; a corrupt or truncated archive raises DownloadError naming it."""
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError)
+"""What a damaged zip raises: bad headers, bad deflate streams, truncation, encryption, unknown compression."""
+
+
+def verify_zip(path: Path | str) -> int:
+    """Read every member and check its CRC; returns the number of members. A corrupt, truncated or
+    unreadable archive raises DownloadError naming it (and the member)."""
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DownloadError(f"{path} is not a valid zip archive ({error}); delete it and download again") from None
+            count = len(archive.infolist())
+    except _ZIP_ERRORS as error:
+        raise DownloadError(f"{path} is not a valid zip archive ({error}); delete it and download it again") from None
     if bad is not None:
-        raise DownloadError(f"{path}: member {bad} is corrupt (CRC mismatch); delete it and download again")
+        raise DownloadError(f"{path}: member {bad} is corrupt (CRC mismatch); delete it and download it again")
+    return count
 
 
-def _safe_member(name: str, archive: Path) -> PurePosixPath:
-    member = PurePosixPath(name)
-    if member.is_absolute() or ".." in member.parts or name.startswith(("/", "\\")) or ":" in member.parts[0]:
-        raise DownloadError(f"{archive}: refusing member {name!r}, which would be written outside the target folder")
-    return member
+def _member_path(info: zipfile.ZipInfo, zip_path: Path) -> tuple[str, ...]:
+    """The member's path components, refusing absolute paths, drive letters, ``..`` and symbolic links."""
+    name = info.filename
+    parts = tuple(part for part in re.split(r"[\\/]+", name) if part not in ("", "."))
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise DownloadError(f"{zip_path}: refusing member {name!r}, which would be written outside the target "
+                            "folder; the archive is not a genuine one")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise DownloadError(f"{zip_path}: refusing symbolic link {name!r}; the archive is not a genuine one")
+    return parts
+
+
+def _check_members(archive: zipfile.ZipFile, zip_path: Path) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """Every member checked before anything is written. The check is lexical (no ``..``, not absolute), not
+    ``resolve()``: a user's own symlinked sub-folders inside the target stay usable."""
+    members = [(info, _member_path(info, zip_path)) for info in archive.infolist()]
+    return [(info, parts) for info, parts in members if parts]
+
+
+def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, zip_path: Path) -> None:
+    """Write one member to a hidden temporary name beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.md2-partial")
+    try:
+        with archive.open(info) as source, open(temporary, "wb") as sink:
+            shutil.copyfileobj(source, sink, CHUNK)  # the CRC is checked when the member's last byte is read
+        os.replace(temporary, target)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        temporary.unlink(missing_ok=True)
+        raise DownloadError(f"{zip_path}: member {info.filename} is corrupt ({error}); delete the zip and download "
+                            "it again") from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def safe_extract(zip_path: Path | str, dest: Path | str) -> list[Path]:
-    """Extract a zip into ``dest``, refusing absolute paths, ``..`` and symbolic links.
+    """Extract a zip into ``dest``; returns the files written.
 
-    Members are checked before anything is written, then extracted into a temporary folder beside ``dest``
-    and moved into place, so an interrupted extraction never leaves a file that looks complete.
-    Returns the extracted files.
+    Every member is checked before anything is written: absolute paths, drive letters, ``..`` components and
+    symbolic links are refused (DownloadError naming the member). Each file is written under a hidden
+    temporary name in its final folder and renamed when complete, so an interrupted extraction never leaves a
+    file that looks complete (and the rename never crosses file systems, even when ``dest`` is a mount point).
     """
     zip_path, dest = Path(zip_path), Path(dest)
-    with zipfile.ZipFile(zip_path) as archive:
-        members = archive.infolist()
-        for info in members:
-            _safe_member(info.filename, zip_path)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DownloadError(f"{zip_path}: refusing symbolic link {info.filename!r}")
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except _ZIP_ERRORS as error:
+        raise DownloadError(f"{zip_path} is not a valid zip archive ({error}); delete it and download it again") \
+            from None
+    written = []
+    with archive:
+        members = _check_members(archive, zip_path)
         dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(os.path.join(dest, f".extracting-{zip_path.name}"))
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            archive.extractall(staging)
-            written = []
-            for info in members:
-                if info.is_dir():
-                    continue
-                target = dest / _safe_member(info.filename, zip_path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / info.filename, target)
-                written.append(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        for info, parts in members:
+            target = dest.joinpath(*parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            _extract_member(archive, info, target, zip_path)
+            written.append(target)
     return written

@@ -58,7 +58,7 @@ def test_download_unpacks_the_kitti_layout_and_resumes_a_cut(tmp_path, synth_raw
         server.cut("/raw_data/2011_09_26_drive_0002/2011_09_26_drive_0002_sync.zip", after=50_000)
         server.fail("/raw_data/2011_09_26_calib.zip", status=503)
         fetched = download_kitti(tmp_path / "kitti", ["synth"], splits_dir=splits, base_url=server.url("/raw_data"))
-        ranged = [r for p, r in server.requests if p.endswith("0002_sync.zip") and r]
+        ranged = [r.range for r in server.requests if r.path.endswith("0002_sync.zip") and r.range]
     assert len(fetched) == 3 and ranged == ["bytes=50000-"]
     assert same_tree(tmp_path / "kitti" / "2011_09_26" / "2011_09_26_drive_0001_sync",
                      synth_raw / "2011_09_26" / "2011_09_26_drive_0001_sync")
