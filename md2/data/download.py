@@ -246,6 +246,21 @@ def _check_members(archive: zipfile.ZipFile, zip_path: Path) -> list[tuple[zipfi
     return [(info, parts) for info, parts in members if parts]
 
 
+def check_members(zip_path: Path | str) -> None:
+    """Raise DownloadError when :func:`safe_extract` would refuse the archive (a member leaving the target
+    folder, an absolute path, a symbolic link), without extracting anything."""
+    with _open_zip(Path(zip_path)) as archive:
+        _check_members(archive, Path(zip_path))
+
+
+def _open_zip(zip_path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(zip_path)
+    except _ZIP_ERRORS as error:
+        raise DownloadError(f"{zip_path} is not a valid zip archive ({error}); delete it and download it again") \
+            from None
+
+
 def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, zip_path: Path) -> None:
     """Write one member to a hidden temporary name beside ``target``, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +273,10 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
         temporary.unlink(missing_ok=True)
         raise DownloadError(f"{zip_path}: member {info.filename} is corrupt ({error}); delete the zip and download "
                             "it again") from None
+    except OSError as error:  # disk full, permissions: the archive is fine, the target is not
+        temporary.unlink(missing_ok=True)
+        raise DownloadError(f"cannot write {target}: {error.strerror or error}; free some space or choose "
+                            "another folder") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -272,13 +291,8 @@ def safe_extract(zip_path: Path | str, dest: Path | str) -> list[Path]:
     file that looks complete (and the rename never crosses file systems, even when ``dest`` is a mount point).
     """
     zip_path, dest = Path(zip_path), Path(dest)
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except _ZIP_ERRORS as error:
-        raise DownloadError(f"{zip_path} is not a valid zip archive ({error}); delete it and download it again") \
-            from None
     written = []
-    with archive:
+    with _open_zip(zip_path) as archive:
         members = _check_members(archive, zip_path)
         dest.mkdir(parents=True, exist_ok=True)
         for info, parts in members:
