@@ -105,7 +105,7 @@ def _to_cpu(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
-        return type(value)((k, _to_cpu(v)) for k, v in value.items())
+        return {k: _to_cpu(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         return type(value)(_to_cpu(v) for v in value)
     return value
