@@ -1,4 +1,14 @@
-"""Shared fixtures: small synthetic KITTI datasets written by md2's own generator."""
+"""Shared fixtures: synthetic KITTI datasets written by md2's own generator (md2.data.synth).
+
+``synth_raw``: 2 drives x 8 frames at 256 x 80 (seed 0), with everything: raw layout, lidar, rendered depth,
+depth-benchmark PNGs and the odometry layout (sequences 09 and 10, poses). Splits in ROOT/splits/synth
+(``2011_09_26/2011_09_26_drive_0001_sync 3 l``, frames 1..6) and ROOT/splits/odom (train/val and
+test_files_09.txt / test_files_10.txt). The exact poses: ``drive_poses(**SYNTH_RAW_POSES, index=0)``.
+``synth_full_size``: 1 drive x 3 frames at KITTI's 1242 x 375 with lidar and depth-benchmark PNGs (~2 s, only
+built when a test asks for it).
+
+Both are session-scoped and shared: read-only for tests (copy before changing anything).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +19,22 @@ import pytest
 from md2.data.synth import SynthOptions, generate_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SYNTH_RAW = SynthOptions(drives=2, frames=8, width=256, height=80, seed=0, depth_benchmark=True, odometry=True)
+"""The options ``synth_raw`` is written with."""
+SYNTH_RAW_POSES = {"seed": SYNTH_RAW.seed, "frames": SYNTH_RAW.frames}
+SYNTH_FULL_SIZE = SynthOptions(drives=1, frames=3, width=1242, height=375, seed=0, depth_benchmark=True)
 
 
 @pytest.fixture(scope="session")
 def synth_raw(tmp_path_factory) -> Path:
-    """Two drives x 8 frames at 256x80 in the KITTI raw layout, with lidar, depth-benchmark PNGs and the
-    odometry layout (sequences 09 and 10). Split files under ROOT/splits/synth and ROOT/splits/odom.
-    Read-only for tests: copy it before changing anything."""
-    root = tmp_path_factory.mktemp("synth_raw")
-    return generate_dataset(root, SynthOptions(drives=2, frames=8, width=256, height=80, seed=0,
-                                               depth_benchmark=True, odometry=True))
+    """Root of the small synthetic dataset described in the module docstring (~1 s to write)."""
+    return generate_dataset(tmp_path_factory.mktemp("synth_raw"), SYNTH_RAW)
+
+
+@pytest.fixture(scope="session")
+def synth_full_size(tmp_path_factory) -> Path:
+    """Root of one synthetic drive of 3 frames at 1242 x 375 (lidar, rendered depth, depth-benchmark PNGs)."""
+    return generate_dataset(tmp_path_factory.mktemp("synth_full_size"), SYNTH_FULL_SIZE)
 
 
 @pytest.fixture

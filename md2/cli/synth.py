@@ -1,4 +1,4 @@
-"""Write a small synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
+"""Write a synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
 
 from __future__ import annotations
 
@@ -10,31 +10,41 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 NAME = "synth"
-EPILOG = ("Examples:  md2 synth synth_data  |  md2 synth synth_data --drives 4 --frames 40 --width 640 --height 192  |  "
-          "md2 synth synth_odom --odometry --depth-benchmark")
+EPILOG = ("Writes OUT/2011_09_26/calib_*.txt, OUT/2011_09_26/<drive>/image_02|image_03/data/*.png, "
+          "velodyne_points/data/*.bin, rendered_depth/image_02|image_03/*.npy (exact depth, metres) and split "
+          "files OUT/splits/synth/{train,val,test}_files.txt (--odometry: OUT/sequences, OUT/poses, "
+          "OUT/splits/odom).  Examples:  md2 synth synth_data  |  md2 synth synth_data --drives 4 --frames 40 "
+          "--width 640 --height 192  |  md2 synth synth_odom --odometry --depth-benchmark  |  then: md2 train "
+          "--data-path synth_data --splits-dir synth_data/splits --split synth --png")
+
+PROGRESS_FROM = 5
+"""Frames to write from which a progress bar is shown."""
 
 
 def command(
     out: Annotated[Path, typer.Argument(help="Folder to write (the KITTI data root).")],
     drives: Annotated[int, typer.Option(min=1, help="Number of drives.")] = 2,
-    frames: Annotated[int, typer.Option(min=3, help="Frames per drive.")] = 20,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same data.")] = 0,
-    width: Annotated[int, typer.Option(min=16, help="Image width (KITTI: 1242).")] = 1242,
-    height: Annotated[int, typer.Option(min=16, help="Image height (KITTI: 375).")] = 375,
+    frames: Annotated[int, typer.Option(min=3, help="Frames per drive (about one metre apart).")] = 20,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed writes the same bytes.")] = 0,
+    width: Annotated[int, typer.Option(min=8, help="Image width (KITTI: 1242).")] = 1242,
+    height: Annotated[int, typer.Option(min=8, help="Image height (KITTI: 375).")] = 375,
     jpeg: Annotated[bool, typer.Option("--jpeg", help="Write JPEG (quality 92, 4:2:0) instead of PNG.")] = False,
+    lidar: Annotated[bool, typer.Option("--lidar/--no-lidar", help="Write the velodyne scans.")] = True,
     odometry: Annotated[bool, typer.Option(help="Also the odometry layout: sequences/NN and poses/NN.txt.")] = False,
     depth_benchmark: Annotated[bool, typer.Option(help="Also proj_depth/groundtruth PNGs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
-    """Write a small synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
+    """Write a synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
     from md2.data.synth import SynthOptions, generate_dataset
 
     options = SynthOptions(drives=drives, frames=frames, seed=seed, width=width, height=height,
-                           ext="jpg" if jpeg else "png", depth_benchmark=depth_benchmark, odometry=odometry)
+                           ext="jpg" if jpeg else "png", lidar=lidar, depth_benchmark=depth_benchmark,
+                           odometry=odometry)
     console = Console(stderr=True, quiet=quiet)
+    total = drives * frames
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                  disable=quiet, transient=True) as progress:
-        task = progress.add_task("synth", total=drives * frames)
+                  disable=quiet or total < PROGRESS_FROM, transient=True) as progress:
+        task = progress.add_task("synth", total=total)
         generate_dataset(out, options, on_frame=lambda: progress.advance(task))
     console.print(f"wrote {drives} drives x {frames} frames ({width}x{height}) to {out}; "
                   f"splits in {out / 'splits'}", highlight=False)

@@ -45,6 +45,8 @@ def load_velodyne_points(path: Path | str) -> np.ndarray:
         raw = np.fromfile(path, dtype=np.float32)
     except FileNotFoundError:
         raise DataError(f"velodyne scan not found: {path}") from None
+    except OSError as error:
+        raise DataError(f"cannot read velodyne scan {path}: {error.strerror or error}") from None
     if raw.size % 4:
         raise DataError(f"velodyne scan {path} has {raw.size * 4} bytes, not a multiple of 16 (corrupt?)")
     points = raw.reshape(-1, 4)
@@ -79,16 +81,23 @@ def generate_depth_map(calib_dir: Path | str, velo_path: Path | str, cam: int = 
     velo = load_velodyne_points(velo_path)
     velo = velo[velo[:, 0] >= 0, :]
     projected = (P_velo2im @ velo.T).T
-    projected[:, :2] = projected[:, :2] / projected[:, 2][..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):  # z = 0: inf/nan pixels, dropped below as in the reference
+        projected[:, :2] = projected[:, :2] / projected[:, 2][..., None]
     if vel_depth:
         projected[:, 2] = velo[:, 0]
     u = np.round(projected[:, 0]) - 1
     v = np.round(projected[:, 1]) - 1
-    inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    with np.errstate(invalid="ignore"):
+        inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
     u, v, z = u[inside].astype(np.int64), v[inside].astype(np.int64), projected[inside, 2]
     depth = np.zeros((height, width))
-    # Several points per pixel: write the farthest first so the nearest one is written last and wins.
-    order = np.argsort(-z, kind="stable")
-    depth[v[order], u[order]] = z[order]
+    # Several points on one pixel: the reference keeps the smallest depth. Sort by (pixel, depth) and keep the
+    # first point of each pixel; numpy leaves the winner of repeated fancy-index writes unspecified.
+    pixel = v * width + u
+    order = np.lexsort((z, pixel))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pixel[order[1:]] != pixel[order[:-1]]
+    nearest = order[first]
+    depth[v[nearest], u[nearest]] = z[nearest]
     depth[depth < 0] = 0
     return depth

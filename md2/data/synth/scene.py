@@ -1,8 +1,9 @@
-"""Procedural street scenes for md2's synthetic KITTI data: geometry, textures and ray casting.
+"""Procedural street scenes for md2's synthetic KITTI data: the drive's path, the boxes along it, the backdrop.
 
-World frame = the first camera's frame at the start of the drive, KITTI camera convention: x right, y down,
-z forward. The ground is the plane y = CAMERA_HEIGHT. Surfaces are coloured by a function of their world
-position only (sums of sinusoids), so a point looks the same in every frame and in both cameras.
+World frame = the first camera's frame of the drive, KITTI's camera convention: x right, y down, z forward,
+metres. The ground is the plane y = CAMERA_HEIGHT. Along the path stand building blocks at varying setbacks,
+parked cars and poles on both sides (boxes on the ground, turned with the street); a backdrop sphere (sky and
+distant scenery) encloses everything, so every ray hits something at a finite depth.
 """
 
 from __future__ import annotations
@@ -11,55 +12,53 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from md2.data.synth.texture import BACKDROP, BUILDING, CAR, POLE, Texture, make_texture
+
 CAMERA_HEIGHT = 1.65
 """Camera height above the ground, metres (KITTI's)."""
-BACKDROP_RADIUS = 75.0
-"""The far backdrop: a sphere of this radius around the middle of the drive, so every depth is finite."""
 STEP_METRES = 1.0
-"""Mean forward motion per frame."""
-
-GROUND, BUILDING, CAR, POLE, BACKDROP = range(5)
-MATERIALS = 5
+"""Mean forward motion per frame, metres."""
+BACKDROP_RADIUS = 70.0
+"""Backdrop sphere radius for short drives: 60-80 m from every camera of a drive up to ~20 frames."""
+BACKDROP_MARGIN = 60.0
+"""For longer drives the sphere grows: it stays at least this far from every camera position."""
+STREET_BEFORE, STREET_AFTER = 30, 70
+"""The street extends this many steps behind the first frame (seen by the 360-degree lidar) and beyond the last."""
 
 
 @dataclass(frozen=True)
 class Boxes:
-    """Boxes standing on the ground, rotated about the vertical axis. All arrays have one row per box."""
+    """Boxes standing on the ground, turned about the vertical axis; one row per box."""
 
-    centre: np.ndarray    # (N, 3) world
-    half: np.ndarray      # (N, 3) half sizes along the box's own x, y, z
-    yaw: np.ndarray       # (N,) rotation about y (heading of the box's z axis)
-    material: np.ndarray  # (N,) material id
-
-
-@dataclass(frozen=True)
-class Texture:
-    """Colour = clip(base + sum_k amplitude_k * sin(frequency_k . X + phase_k), 0, 1) per material."""
-
-    base: np.ndarray       # (M, 3)
-    frequency: np.ndarray  # (M, K, 3) rad / metre
-    phase: np.ndarray      # (M, K)
-    amplitude: np.ndarray  # (M, K, 3)
+    centre: np.ndarray  # (N, 3) world, metres
+    half: np.ndarray    # (N, 3) half sizes along the box's own x (across), y (up/down), z (along), metres
+    yaw: np.ndarray     # (N,) rotation about world y, radians (see yaw_matrix)
+    kind: np.ndarray    # (N,) texture kind: BUILDING, CAR or POLE
+    tint: np.ndarray    # (N, 3) per-box colour offset, so neighbouring objects differ
 
 
 @dataclass(frozen=True)
 class Scene:
-    """A drive: camera poses (camera-to-world, 4x4) for each frame, boxes, textures and the backdrop."""
+    """One drive: left-camera poses (F, 4, 4) camera-to-world, the boxes, the textures and the backdrop sphere."""
 
-    poses: np.ndarray  # (F, 4, 4)
+    poses: np.ndarray
     boxes: Boxes
     texture: Texture
-    backdrop_centre: np.ndarray  # (3,)
+    backdrop_centre: np.ndarray  # (3,) world, metres
+    backdrop_radius: float       # metres
 
 
 def yaw_matrix(yaw: float | np.ndarray) -> np.ndarray:
-    """Rotation about y mapping the z axis to (sin yaw, 0, cos yaw)."""
+    """(3, 3) rotation about y that maps the z axis (forward) to (sin yaw, 0, cos yaw): positive yaw turns right."""
     c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 def _path(rng: np.random.Generator, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (steps, 3) and headings (steps,) of a gently turning drive at ~1 m per step."""
+    """Positions (steps, 3) and headings (steps,) of a gently turning drive at ~1 m per step.
+
+    The yaw rate is a sinusoid of 0.005-0.02 rad per step (at most ~20 degrees of heading change overall).
+    """
     amplitude, period, phase = rng.uniform(0.005, 0.02), rng.uniform(20, 60), rng.uniform(0, 2 * np.pi)
     yaw_rate = amplitude * np.sin(2 * np.pi * np.arange(steps) / period + phase)
     heading = np.concatenate([[0.0], np.cumsum(yaw_rate)[:-1]])
@@ -69,126 +68,64 @@ def _path(rng: np.random.Generator, steps: int) -> tuple[np.ndarray, np.ndarray]
     return position, heading
 
 
-def _roadside(rng: np.random.Generator, position: np.ndarray, heading: np.ndarray, start: int,
-              kind: int) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
-    """Boxes along both sides of the path: building blocks, parked cars or poles."""
+def _box_size(rng: np.random.Generator, kind: int) -> tuple[float, float, float, float, float]:
+    """(length along the street, depth across, height, lateral offset of the centre, gap to the next), metres."""
+    if kind == BUILDING:
+        depth = rng.uniform(6, 12)
+        return rng.uniform(6, 14), depth, rng.uniform(5, 16), rng.uniform(5.5, 9.0) + depth / 2, rng.uniform(0, 4)
+    if kind == CAR:
+        return rng.uniform(3.8, 4.8), rng.uniform(1.6, 1.9), rng.uniform(1.3, 1.7), rng.uniform(3.0, 4.0), \
+            rng.uniform(2, 14)
+    return 0.3, 0.3, rng.uniform(4, 7), rng.uniform(5.05, 5.3), rng.uniform(8, 20)  # between cars and facades
+
+
+def _roadside(rng: np.random.Generator, position: np.ndarray, heading: np.ndarray, kind: int) -> list[tuple]:
+    """Boxes of one kind along both sides of the path: (centre, half sizes, yaw, kind) each."""
     boxes = []
     for side in (-1.0, 1.0):
-        index = start
+        index = float(rng.uniform(0, 3))
         while index < len(position) - 1:
-            if kind == BUILDING:
-                length, depth = rng.uniform(6, 14), rng.uniform(6, 12)
-                height, lateral = rng.uniform(5, 16), rng.uniform(5.5, 9.0) + depth / 2
-                gap = rng.uniform(0, 4)
-            elif kind == CAR:
-                length, depth, height, lateral = 4.2, 1.8, 1.5, rng.uniform(3.0, 4.0)
-                gap = rng.uniform(2, 14)
-            else:
-                length, depth, height, lateral = 0.3, 0.3, 5.0, 4.8
-                gap = rng.uniform(8, 20)
+            length, depth, height, lateral, gap = _box_size(rng, kind)
             middle = min(int(index + length / 2), len(position) - 1)
-            normal = yaw_matrix(heading[middle]) @ np.array([1.0, 0.0, 0.0])
-            centre = position[middle] + side * lateral * normal
+            centre = position[middle] + side * lateral * (yaw_matrix(heading[middle]) @ np.array([1.0, 0, 0]))
             centre[1] = CAMERA_HEIGHT - height / 2
             boxes.append((centre, np.array([depth / 2, height / 2, length / 2]), heading[middle], kind))
-            index += int(np.ceil(length + gap))
+            index += length + gap
     return boxes
 
 
-def _texture(rng: np.random.Generator, components: int = 10) -> Texture:
-    base = np.array([[0.45, 0.42, 0.40], [0.60, 0.50, 0.42], [0.35, 0.38, 0.55], [0.55, 0.55, 0.50],
-                     [0.55, 0.65, 0.80]]) + rng.uniform(-0.08, 0.08, (MATERIALS, 3))
-    low = np.array([0.6, 0.4, 0.8, 1.0, 0.02])[:, None]
-    high = np.array([6.0, 5.0, 6.0, 6.0, 0.3])[:, None]
-    magnitude = np.exp(rng.uniform(np.log(low), np.log(high), (MATERIALS, components)))
-    direction = rng.normal(size=(MATERIALS, components, 3))
-    direction /= np.linalg.norm(direction, axis=2, keepdims=True)
-    amplitude = rng.uniform(0.02, 0.09, (MATERIALS, components, 3))
-    return Texture(base, direction * magnitude[..., None], rng.uniform(0, 2 * np.pi, (MATERIALS, components)),
-                   amplitude)
+def _backdrop(cameras: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (between the extreme camera positions) and radius of the backdrop sphere.
+
+    Every camera is at least BACKDROP_MARGIN (60 m) inside the sphere; up to ~20 frames the radius is
+    BACKDROP_RADIUS, so all depths are in ~60-80 m there. A longer drive needs a larger sphere (a static world
+    cannot keep a straight road's far end under 80 m), so its farthest depths exceed 80 m.
+    """
+    centre = (cameras.min(0) + cameras.max(0)) / 2
+    reach = np.linalg.norm(cameras - centre, axis=1).max()
+    return centre, float(max(BACKDROP_RADIUS, BACKDROP_MARGIN + reach))
 
 
-def build_scene(seed: int, frames: int) -> Scene:
-    """A deterministic street scene for ``frames`` camera positions (the street extends beyond them)."""
+def build_scene(seed: int | tuple[int, ...], frames: int) -> Scene:
+    """The deterministic street scene of ``frames`` camera positions for ``seed`` (int or tuple of ints >= 0)."""
     rng = np.random.default_rng(seed)
-    extra = 70
-    position, heading = _path(rng, frames + extra)
-    boxes = []
+    position, heading = _path(rng, STREET_BEFORE + frames + STREET_AFTER)
+    origin, origin_heading = position[STREET_BEFORE].copy(), heading[STREET_BEFORE]
+    position = (position - origin) @ yaw_matrix(origin_heading)  # world = first camera: R^T (p - o) per row
+    heading = heading - origin_heading
+    rows = []
     for kind in (BUILDING, CAR, POLE):
-        boxes += _roadside(rng, position, heading, start=0, kind=kind)
+        rows += _roadside(rng, position, heading, kind)
     poses = np.repeat(np.eye(4)[None], frames, 0)
     for k in range(frames):
-        poses[k, :3, :3] = yaw_matrix(heading[k])
-        poses[k, :3, 3] = position[k]
-    backdrop = position[:frames].mean(0)
-    backdrop[1] = 0.0
-    return Scene(
-        poses=poses,
-        boxes=Boxes(np.array([b[0] for b in boxes]), np.array([b[1] for b in boxes]),
-                    np.array([b[2] for b in boxes]), np.array([b[3] for b in boxes])),
-        texture=_texture(rng),
-        backdrop_centre=backdrop,
-    )
+        poses[k, :3, :3] = yaw_matrix(heading[STREET_BEFORE + k])
+        poses[k, :3, 3] = position[STREET_BEFORE + k]
+    texture = make_texture(rng)
+    boxes = Boxes(centre=np.array([r[0] for r in rows]), half=np.array([r[1] for r in rows]),
+                  yaw=np.array([r[2] for r in rows]), kind=np.array([r[3] for r in rows], dtype=np.int64),
+                  tint=rng.uniform(-0.08, 0.08, (len(rows), 3)))
+    centre, radius = _backdrop(poses[:, :3, 3])
+    return Scene(poses=poses, boxes=boxes, texture=texture, backdrop_centre=centre, backdrop_radius=radius)
 
 
-def cast_rays(scene: Scene, origin: np.ndarray, directions: np.ndarray,
-              box_subsets: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest hit of each ray: (t (N,), material (N,)), with hit point = origin + t * direction.
-
-    ``directions`` (N, 3) need not be unit length; t is in units of each direction's length.
-    ``box_subsets`` optionally gives, per box, the indices of the rays that can hit it (screen-space culling).
-    """
-    count = len(directions)
-    t_best, material = _backdrop_hit(scene, origin, directions)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_ground = (CAMERA_HEIGHT - origin[1]) / directions[:, 1]
-    closer = (t_ground > 1e-6) & (t_ground < t_best)
-    t_best[closer], material[closer] = t_ground[closer], GROUND
-    boxes = scene.boxes
-    for index in range(len(boxes.centre)):
-        rays = np.arange(count) if box_subsets is None else box_subsets[index]
-        if rays is None or len(rays) == 0:
-            continue
-        t_box = _box_hit(origin, directions[rays], boxes.centre[index], boxes.half[index], boxes.yaw[index])
-        closer = t_box < t_best[rays]
-        t_best[rays[closer]] = t_box[closer]
-        material[rays[closer]] = boxes.material[index]
-    return t_best, material
-
-
-def _backdrop_hit(scene: Scene, origin: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    offset = origin - scene.backdrop_centre
-    a = np.einsum("ij,ij->i", directions, directions)
-    b = 2 * directions @ offset
-    c = offset @ offset - BACKDROP_RADIUS ** 2
-    t = (-b + np.sqrt(np.maximum(b * b - 4 * a * c, 0))) / (2 * a)  # inside the sphere: the far root
-    return t, np.full(len(directions), BACKDROP, dtype=np.int64)
-
-
-def _box_hit(origin: np.ndarray, directions: np.ndarray, centre: np.ndarray, half: np.ndarray,
-             yaw: float) -> np.ndarray:
-    """Entry distance of rays into one yawed box (inf where missed), by the slab method."""
-    rotation = yaw_matrix(yaw)
-    local_origin = rotation.T @ (origin - centre)
-    local_dir = directions @ rotation  # each row: rotation.T @ d
-    local_dir = np.where(np.abs(local_dir) < 1e-12, 1e-12, local_dir)  # no 0/0 for axis-parallel rays
-    inverse = 1.0 / local_dir
-    t1 = (-half - local_origin) * inverse
-    t2 = (half - local_origin) * inverse
-    near, far = np.minimum(t1, t2), np.maximum(t1, t2)
-    t_near = np.maximum(np.maximum(near[:, 0], near[:, 1]), near[:, 2])
-    t_far = np.minimum(np.minimum(far[:, 0], far[:, 1]), far[:, 2])
-    hit = (t_far >= t_near) & (t_near > 1e-6)
-    return np.where(hit, t_near, np.inf)
-
-
-def shade(scene: Scene, points: np.ndarray, material: np.ndarray) -> np.ndarray:
-    """Colour (N, 3) in [0, 1] of world points on the given materials: a function of position only."""
-    texture = scene.texture
-    colour = texture.base[material].copy()
-    for m in np.unique(material):
-        rows = material == m
-        phase = points[rows].astype(np.float32) @ texture.frequency[m].T.astype(np.float32)
-        waves = np.sin(phase + texture.phase[m].astype(np.float32))  # (n, K)
-        colour[rows] += waves @ texture.amplitude[m].astype(np.float32)
-    return np.clip(colour, 0.0, 1.0)
+__all__ = ["BACKDROP", "BUILDING", "CAMERA_HEIGHT", "CAR", "POLE", "Boxes", "Scene", "build_scene", "yaw_matrix"]
