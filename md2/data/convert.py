@@ -1,14 +1,26 @@
-"""KITTI PNG -> JPEG conversion (quality 92, 4:2:0), parallel, resumable, and never losing an image.
+"""KITTI camera PNG -> JPEG (quality 92, 4:2:0): parallel, resumable, and never losing an image.
 
-Matches the reference's ``convert -quality 92 -sampling-factor 2x2,1x1,1x1``: Pillow writes the IJG quantisation
-tables scaled for quality 92 and, with ``subsampling=2``, 2x2 luma / 1x1 chroma sampling factors.
+Matches the reference's ``convert -quality 92 -sampling-factor 2x2,1x1,1x1``: Pillow (libjpeg) writes the IJG
+quantisation tables scaled for quality 92 and, with ``subsampling=2``, sampling factors 2x2 (Y), 1x1 (Cb, Cr).
+Grayscale PNGs (image_00/01) stay one-channel JPEGs, as ImageMagick writes them.
+
+Safety: each JPEG is written under a unique temporary name, fsynced, renamed, then re-opened and decoded in full
+at the PNG's size; only then is the PNG deleted. Killed at any moment, every frame is a valid PNG or a valid JPEG
+(at worst both, plus a stale temporary file that the next run removes). Two runs on one tree at the same time
+are not supported (each removes the other's temporary files at start).
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,113 +29,271 @@ from PIL import Image
 from md2.errors import DataError
 
 QUALITY = 92
-CAMERA_PATTERNS = ("*/image_0[0-3]/data/*.png", "sequences/*/image_[0-3]/*.png")
-"""Camera images in the raw layout (DATE/DRIVE/image_0x/data) and the odometry layout (sequences/NN/image_x);
-never the proj_depth ground truth or anything else."""
+SUBSAMPLING_420 = 2
+"""Pillow's code for 4:2:0 chroma subsampling (sampling factors 2x2, 1x1, 1x1)."""
+BATCH = 4
+"""Images per task sent to a worker: small, so the progress bar moves smoothly and an abort is quick."""
+
+_RAW_CAMERA = re.compile(r"image_0[0-3]")
+_ODOMETRY_CAMERA = re.compile(r"image_[0-3]")
+_NEVER_IMAGES = {"proj_depth", "velodyne_points", "velodyne", "oxts"}
+"""Folders never descended into: ground truth (proj_depth) and sensor data that holds no camera image."""
+_TEMPORARY = re.compile(r"\..+\.jpg\.[^.]+\.tmp")
+
+
+ProgressOption = bool | Callable[[int, int], None]
+"""``progress=`` of the long-running data functions: True draws a bar on stderr, False nothing, a callable
+receives (done, total)."""
+
+
+@contextlib.contextmanager
+def count_progress(label: str, progress: ProgressOption) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a (done, total) callback for ``progress`` (see :data:`ProgressOption`), or None for no progress."""
+    if callable(progress) or not progress:
+        yield progress or None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _exit_with(parent: int) -> None:
+    """Worker initialiser: leave when the parent process is gone (killed with SIGKILL, it cannot say so)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def parallel_batches(work: Callable[..., list], batches: Sequence[list], extra: tuple, jobs: int) -> Iterator[list]:
+    """Yield ``work(batch, *extra)`` for each batch as it finishes, ``jobs`` processes at a time.
+
+    At most 2 * jobs batches are queued, so an error (re-raised here) stops the run after the batches in hand.
+    Workers are started fresh (forkserver or spawn, never a fork of a threaded parent) and exit with it.
+    """
+    jobs = max(1, min(jobs, len(batches)))
+    if jobs == 1:
+        yield from (work(batch, *extra) for batch in batches)
+        return
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method), initializer=_exit_with,
+                               initargs=(os.getpid(),))
+    queue, pending = iter(batches), set[Future]()
+    try:
+        while True:
+            for batch in queue:
+                pending.add(pool.submit(work, batch, *extra))
+                if len(pending) >= 2 * jobs:
+                    break
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
 class ConvertReport:
+    """What a conversion did.
+
+    converted: JPEGs written by this run; skipped: PNGs whose verified JPEG an earlier run had already written
+    (the PNG deleted now unless keep_png); failed: one message per PNG that could not be read (left in place);
+    bytes_before / bytes_after: total size of the PNGs / JPEGs of the converted and skipped images.
+    """
+
     converted: int = 0
     skipped: int = 0
+    failed: list[str] = field(default_factory=list)
     bytes_before: int = 0
     bytes_after: int = 0
-    failed: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.bytes_before - self.bytes_after
 
 
-def camera_pngs(root: Path) -> list[Path]:
-    """Every camera PNG under ``root`` (raw drives at any depth below root, and odometry sequences)."""
-    found: set[Path] = set()
-    for pattern in CAMERA_PATTERNS:
-        found.update(root.glob(pattern))
-        found.update(root.glob("*/" + pattern))
-    return sorted(p for p in found if "proj_depth" not in p.parts)
+@dataclass(frozen=True)
+class ImageResult:
+    """Outcome of one PNG: "converted", "skipped" or "failed" (with ``message``), and the two file sizes."""
+
+    outcome: str
+    png_bytes: int = 0
+    jpeg_bytes: int = 0
+    message: str = ""
+
+
+def is_camera_folder(folder: Path) -> bool:
+    """True for DATE/DRIVE/image_0x/data (raw) and sequences/NN/image_x (odometry), never below proj_depth."""
+    parts = folder.parts
+    if "proj_depth" in parts:
+        return False
+    raw = len(parts) >= 2 and parts[-1] == "data" and _RAW_CAMERA.fullmatch(parts[-2]) is not None
+    odometry = len(parts) >= 3 and parts[-3] == "sequences" and _ODOMETRY_CAMERA.fullmatch(parts[-1]) is not None
+    return raw or odometry
+
+
+def scan_tree(root: Path | str) -> tuple[list[Path], list[Path]]:
+    """(camera PNGs, stale temporary JPEGs) under ``root``, each sorted; ``root`` may itself be a camera folder."""
+    pngs: list[Path] = []
+    stale: list[Path] = []
+    for folder, subfolders, files in os.walk(Path(root).absolute()):
+        subfolders[:] = sorted(name for name in subfolders if name not in _NEVER_IMAGES)
+        folder = Path(folder)
+        if not is_camera_folder(folder):
+            continue
+        pngs.extend(folder / name for name in sorted(files) if name.endswith(".png"))
+        stale.extend(folder / name for name in sorted(files) if _TEMPORARY.fullmatch(name))
+    return pngs, stale
+
+
+def camera_pngs(root: Path | str) -> list[Path]:
+    """Every camera PNG under ``root`` (see :func:`is_camera_folder`), sorted."""
+    return scan_tree(root)[0]
 
 
 def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
+    """True when ``path`` is an image that decodes completely at ``size`` (width, height)."""
     try:
         with Image.open(path) as image:
-            image.load()
+            image.load()  # a truncated file raises here (Pillow's LOAD_TRUNCATED_IMAGES is off by default)
             return image.size == size
     except (OSError, SyntaxError, ValueError):
         return False
 
 
-def convert_one(png: Path, keep_png: bool = False, quality: int = QUALITY) -> tuple[str, int, int]:
-    """Convert one PNG; returns (outcome, bytes before, bytes after), outcome "converted" or "skipped".
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable before the PNG it replaces is deleted (no-op where unsupported)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
-    The JPEG is written to a temporary name, synced, renamed, then re-opened and fully decoded at the PNG's
-    size; only then is the PNG deleted. A JPEG left by an earlier run that decodes at the right size is kept.
+
+def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
+    """Write ``image`` to ``jpeg`` (quality, 4:2:0) via a unique temporary name, fsync and rename.
+
+    Any write failure (disk full, permission, a folder in the way) raises DataError naming ``jpeg`` and removes
+    the temporary file; ``jpeg`` itself is then untouched.
+    """
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{jpeg.name}.", suffix=".tmp", dir=jpeg.parent)
+    except OSError as error:
+        raise DataError(f"cannot write {jpeg}: {error.strerror or error}") from None
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, jpeg)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"cannot write {jpeg}: {error.strerror or error}") from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(jpeg.parent)
+
+
+def convert_one(png: Path, keep_png: bool = False, quality: int = QUALITY) -> ImageResult:
+    """Convert one camera PNG to PNG.with_suffix(".jpg") and delete the PNG once the JPEG is verified.
+
+    A JPEG that an earlier run left and that decodes at the PNG's size is kept (outcome "skipped"); one that does
+    not decode is rewritten. An unreadable PNG gives outcome "failed" and is left alone. A write failure raises
+    DataError naming the JPEG; the PNG is then intact.
     """
     jpeg = png.with_suffix(".jpg")
     try:
+        png_bytes = png.stat().st_size
         with Image.open(png) as image:
-            image.load()
-            rgb, size = image.convert("RGB"), image.size
+            size = image.size  # header only: a resumed run does not decode PNGs already converted
+            if _decodes_at(jpeg, size):
+                outcome = "skipped"
+            else:
+                image.load()
+                pixels = image if image.mode in ("RGB", "L") else image.convert("RGB")
+                outcome = "converted"
     except FileNotFoundError:
-        return "skipped", 0, 0  # removed by a concurrent run after the listing
+        return ImageResult("skipped")  # removed since the tree was scanned: nothing left to do
     except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"cannot read {png}: {error}") from None
-    before = png.stat().st_size
-    outcome = "skipped"
-    if not _decodes_at(jpeg, size):
-        temporary = jpeg.with_name(f".{jpeg.name}.{os.getpid()}.tmp")
-        try:
-            rgb.save(temporary, format="JPEG", quality=quality, subsampling=2)
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temporary, jpeg)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            raise DataError(f"cannot write {jpeg}: {error.strerror or error}") from None
+        return ImageResult("failed", message=f"cannot read {png}: {error}")
+    if outcome == "converted":
+        write_jpeg(pixels, jpeg, quality)
         if not _decodes_at(jpeg, size):
-            raise DataError(f"{jpeg} does not decode back at {size[0]}x{size[1]}; {png} kept")
-        outcome = "converted"
+            raise DataError(f"{jpeg} was written but does not decode back at {size[0]}x{size[1]}; {png} kept")
+    jpeg_bytes = jpeg.stat().st_size
     if not keep_png:
         png.unlink()
-    return outcome, before, jpeg.stat().st_size
+    return ImageResult(outcome, png_bytes, jpeg_bytes)
 
 
-def _remove_stale_temporaries(root: Path) -> None:
-    for pattern in ("**/image_0[0-3]/data/.*.tmp", "**/image_[0-3]/.*.tmp"):
-        for stale in root.glob(pattern):
-            stale.unlink(missing_ok=True)
-
-
-def _work(args: tuple[Path, bool, int]) -> tuple[str, int, int, str | None]:
-    png, keep_png, quality = args
-    try:
-        return (*convert_one(png, keep_png, quality), None)
-    except DataError as error:
-        return "failed", 0, 0, str(error)
+def convert_batch(pngs: list[Path], keep_png: bool, quality: int) -> list[ImageResult]:
+    """:func:`convert_one` for each PNG in order (one task of the process pool)."""
+    return [convert_one(png, keep_png, quality) for png in pngs]
 
 
 def convert_tree(root: Path | str, *, jobs: int | None = None, keep_png: bool = False, quality: int = QUALITY,
-                 on_image: Callable[[int], None] | None = None) -> ConvertReport:
-    """Convert every camera PNG under ``root``; ``on_image(total)`` is called once per image (progress)."""
-    root = Path(root)
+                 progress: ProgressOption = True, on_image: Callable[[int], None] | None = None) -> ConvertReport:
+    """Convert every camera PNG under ``root`` to JPEG, ``jobs`` processes at a time (default: all cores).
+
+    progress: True draws a bar on stderr, a callable receives (done, total) images, False shows nothing.
+    on_image: called with the total once per image (for callers drawing their own bar; then no bar is drawn).
+    Raises DataError when ``root`` is missing or a JPEG cannot be written (the run stops; every PNG not yet
+    verified as JPEG is intact). Unreadable PNGs do not stop the run: they are listed in ``report.failed``.
+    """
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
-    _remove_stale_temporaries(root)
-    pngs = camera_pngs(root)
+    pngs, stale = scan_tree(root)
+    for temporary in stale:
+        temporary.unlink(missing_ok=True)
+    batches = [pngs[start:start + BATCH] for start in range(0, len(pngs), BATCH)]
     report = ConvertReport()
-    for outcome, before, after, error in _run(pngs, jobs, keep_png, quality):
-        if outcome == "failed":
-            report.failed.append(error)
-        else:
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            report.bytes_before += before
-            report.bytes_after += after
-        if on_image is not None:
-            on_image(len(pngs))
+    done = 0
+    with count_progress("converting to JPEG", progress if on_image is None else False) as advance:
+        for results in parallel_batches(convert_batch, batches, (keep_png, quality), jobs or available_cpus()):
+            for result in results:
+                _add(report, result)
+                if on_image is not None:
+                    on_image(len(pngs))
+            done += len(results)
+            if advance is not None:
+                advance(done, len(pngs))
     return report
 
 
-def _run(pngs: list[Path], jobs: int | None, keep_png: bool, quality: int) -> Iterator[tuple]:
-    work = [(png, keep_png, quality) for png in pngs]
-    jobs = jobs or os.cpu_count() or 1
-    if jobs == 1 or len(work) < 8:
-        yield from map(_work, work)
+def _add(report: ConvertReport, result: ImageResult) -> None:
+    if result.outcome == "failed":
+        report.failed.append(result.message)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_work, work, chunksize=16)
+    setattr(report, result.outcome, getattr(report, result.outcome) + 1)
+    report.bytes_before += result.png_bytes
+    report.bytes_after += result.jpeg_bytes
+
