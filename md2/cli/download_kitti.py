@@ -130,6 +130,10 @@ class _RichReporter(kd.Reporter):
         self.bar.update(self.tasks[archive], visible=False)
         self.bar.update(self.overall, description=self._overall_text())
 
+    def failed(self, archive, message: str) -> None:
+        if archive in self.tasks:
+            self.bar.update(self.tasks[archive], visible=False)
+
     def _overall_text(self) -> str:
         return f"KITTI ({self.finished_count}/{self.count} archives)"
 

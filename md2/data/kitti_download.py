@@ -75,6 +75,9 @@ class Reporter:
     def finished(self, archive: Archive) -> None:
         """The archive is extracted and marked."""
 
+    def failed(self, archive: Archive, message: str) -> None:
+        """The archive failed (the run goes on with the others and reports the failures at the end)."""
+
 
 def official_archives(splits_dir: Path | str | None = None, splits_url: str | None = None) -> list[Archive]:
     """The reference's kitti_archives_to_download.txt: from ``splits_dir`` when it holds one, else the
@@ -206,6 +209,7 @@ def download_kitti(output: Path | str, splits: list[str] | None = None, *, split
             fetch_archive(archive, output, base, keep_zip=keep_zips, progress=progress, reporter=reporter)
         except MD2Error as error:
             errors.append(f"{archive.filename}: {error}")
+            reporter.failed(archive, str(error))
             return
         reporter.finished(archive)
 

@@ -189,7 +189,8 @@ def drives_for_splits(names: list[str], splits_dir: Path | str | None = None) ->
     for name in names:
         folder = resolve_split_dir(name, splits_dir)
         for path in sorted(folder.glob("*_files*.txt")):
-            drives.update(line.drive for line in read_split_file(path) if isinstance(line, RawLine) and "/" in line.folder)
+            lines = read_split_file(path)
+            drives.update(line.drive for line in lines if isinstance(line, RawLine) and "/" in line.folder)
     if not drives:
         raise DataError(f"splits {', '.join(names)} name no KITTI raw drive")
     return sorted(drives)
