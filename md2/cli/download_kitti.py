@@ -73,11 +73,7 @@ def _dry_run(archives, output: Path, base: str, jobs: int, keep_zips: bool) -> N
 def _convert(output: Path, console: Console, quiet: bool) -> None:
     from md2.data.convert import convert_tree
 
-    with Progress(TextColumn("converting to JPEG"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  console=console, disable=quiet, transient=True) as bar:
-        task = bar.add_task("convert", total=None)
-        report = convert_tree(output, keep_png=False,
-                              on_image=lambda total: bar.update(task, advance=1, total=total))
+    report = convert_tree(output, keep_png=False, progress=not quiet)
     console.print(f"{report.converted} images converted to JPEG, {report.skipped} already done, "
                   f"{(report.bytes_before - report.bytes_after) / 1e9:.2f} GB saved")
     if report.failed:
