@@ -1,7 +1,9 @@
 """Camera geometry of Monodepth2: disparity to depth, poses, backprojection, projection and warping.
 
-Differentiable torch functions. Shapes: depth (B, 1, H, W); intrinsics K, inv_K (B, 4, 4); transforms T
-(B, 4, 4); points (B, 4, H*W) homogeneous; sampling grids (B, H, W, 2) normalised to [-1, 1].
+Differentiable torch functions (except :func:`intrinsics_pyramid`, numpy for the data loader). Shapes: depth
+(B, 1, H, W) in metres (up to scale for monocular models); intrinsics K, inv_K (B, 4, 4) in pixels; transforms
+T (B, 4, 4) mapping points from one camera's frame to another's; points (B, 4, H*W) homogeneous; sampling
+grids (B, H, W, 2) normalised to [-1, 1] (x first).
 """
 
 from __future__ import annotations
@@ -11,87 +13,114 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ROTATION_EPS = 1e-7
+"""Added to the rotation angle before dividing the axis-angle vector by it (the reference's constant)."""
+
+NORMALISED_KITTI_K = np.array([[0.58, 0, 0.5, 0],
+                               [0, 1.92, 0.5, 0],
+                               [0, 0, 1, 0],
+                               [0, 0, 0, 1]], dtype=np.float32)
+"""The reference's KITTI intrinsics, normalised by the image width (row 0) and height (row 1)."""
+
 
 def disp_to_depth(disp: torch.Tensor, min_depth: float, max_depth: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sigmoid output -> (scaled disparity in [1/max_depth, 1/min_depth], depth = 1 / scaled disparity)."""
+    """Network disparity (sigmoid output in [0, 1], any shape) -> (scaled disparity, depth), same shape.
+
+    The scaled disparity spans [1 / max_depth, 1 / min_depth] linearly in ``disp``; depth is its inverse, so
+    disp 0 gives ``max_depth`` and disp 1 gives ``min_depth``.
+    """
     min_disp = 1 / max_depth
     max_disp = 1 / min_depth
     scaled_disp = min_disp + (max_disp - min_disp) * disp
     return scaled_disp, 1 / scaled_disp
 
 
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """(B, 3) -> (B, 3, 3) cross-product matrices [v]x, so that [v]x @ w = v x w."""
+    x, y, z = v.unbind(1)
+    zero = torch.zeros_like(x)
+    return torch.stack([zero, -z, y,
+                        z, zero, -x,
+                        -y, x, zero], 1).view(-1, 3, 3)
+
+
+def _homogeneous(linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) linear part and (B, 3) offset -> (B, 4, 4) with bottom row [0, 0, 0, 1]."""
+    top = torch.cat([linear, offset.unsqueeze(2)], 2)
+    bottom = torch.zeros_like(top[:, :1])
+    bottom[:, 0, 3] = 1
+    return torch.cat([top, bottom], 1)
+
+
 def rot_from_axisangle(vec: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (B, 1, 3) -> rotation (B, 4, 4) by Rodrigues' formula (angle = |v|, axis = v / (|v| + 1e-7))."""
-    angle = torch.norm(vec, 2, 2, True)
-    axis = vec / (angle + 1e-7)
-    ca, sa = torch.cos(angle), torch.sin(angle)
-    c = 1 - ca
-    x, y, z = (axis[..., i].unsqueeze(1) for i in range(3))
-    xs, ys, zs = x * sa, y * sa, z * sa
-    xc, yc, zc = x * c, y * c, z * c
-    xyc, yzc, zxc = x * yc, y * zc, z * xc
-    rows = [
-        [x * xc + ca, xyc - zs, zxc + ys],
-        [xyc + zs, y * yc + ca, yzc - xs],
-        [zxc - ys, yzc + xs, z * zc + ca],
-    ]
-    rot = torch.zeros((vec.shape[0], 4, 4), dtype=vec.dtype, device=vec.device)
-    for i in range(3):
-        for j in range(3):
-            rot[:, i, j] = torch.squeeze(rows[i][j])
-    rot[:, 3, 3] = 1
-    return rot
+    """Axis-angle vectors (B, 1, 3) (or (B, 3)), radians -> rotations (B, 4, 4) with 1 at [3, 3].
+
+    Rodrigues' formula with angle = |v| and axis k = v / (angle + 1e-7) (the reference's guard, which makes the
+    zero vector the identity): R = cos(angle) I + sin(angle) [k]x + (1 - cos(angle)) k k^T.
+    """
+    v = vec.reshape(vec.shape[0], 3)
+    angle = torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    axis = v / (angle + ROTATION_EPS)
+    cos = torch.cos(angle).unsqueeze(2)
+    sin = torch.sin(angle).unsqueeze(2)
+    eye = torch.eye(3, dtype=v.dtype, device=v.device)
+    outer = axis.unsqueeze(2) * axis.unsqueeze(1)
+    rotation = cos * eye + sin * _skew(axis) + (1 - cos) * outer
+    return _homogeneous(rotation, torch.zeros_like(v))
 
 
 def translation_matrix(translation: torch.Tensor) -> torch.Tensor:
-    """Translation (B, 1, 3) or (B, 3) -> homogeneous (B, 4, 4)."""
+    """Translations (B, 1, 3) or (B, 3) -> homogeneous (B, 4, 4) with identity rotation."""
     t = translation.reshape(-1, 3)
-    T = torch.eye(4, dtype=t.dtype, device=t.device).repeat(t.shape[0], 1, 1)
-    T[:, :3, 3] = t
-    return T
+    eye = torch.eye(3, dtype=t.dtype, device=t.device).expand(t.shape[0], 3, 3)
+    return _homogeneous(eye, t)
 
 
 def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.Tensor,
                                    invert: bool = False) -> torch.Tensor:
-    """Pose network output -> (B, 4, 4): T(t) @ R, or with ``invert`` R^T @ T(-t) (the inverse)."""
-    R = rot_from_axisangle(axisangle)
-    t = translation.clone()
+    """Pose network output -> transform (B, 4, 4).
+
+    Args:
+        axisangle: (B, 1, 3) rotation, radians (see :func:`rot_from_axisangle`).
+        translation: (B, 1, 3) or (B, 3).
+        invert: return the inverse, R^T @ T(-t), instead of T(t) @ R.
+    """
+    rotation = rot_from_axisangle(axisangle)
     if invert:
-        R = R.transpose(1, 2)
-        t = t * -1
-    T = translation_matrix(t)
-    return torch.matmul(R, T) if invert else torch.matmul(T, R)
+        rotation = rotation.transpose(1, 2)
+        translation = -translation
+    shift = translation_matrix(translation)
+    return torch.matmul(rotation, shift) if invert else torch.matmul(shift, rotation)
 
 
 class BackprojectDepth(nn.Module):
     """Depth map -> 3D points in the camera frame, for any batch size.
 
     ``forward(depth (B, 1, H, W), inv_K (B, 4, 4))`` -> (B, 4, H*W): depth * (inv_K[:3, :3] @ [u, v, 1]) with a
-    row of ones appended; u is the column index, v the row index.
+    row of ones appended; u is the column index, v the row index, points in row-major pixel order. The pixel
+    grid is a non-persistent buffer: it follows ``.to(device)`` and stays out of state dicts.
     """
 
     def __init__(self, height: int, width: int) -> None:
         super().__init__()
         self.height, self.width = height, width
-        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32),
-                              torch.arange(width, dtype=torch.float32), indexing="ij")
-        pix = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(height * width)], 0)
-        self.register_buffer("pix_coords", pix.unsqueeze(0), persistent=False)
+        rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float32),
+                                    torch.arange(width, dtype=torch.float32), indexing="ij")
+        pixels = torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones(height * width)], 0)
+        self.register_buffer("pix_coords", pixels.unsqueeze(0), persistent=False)
 
     def forward(self, depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
-        batch = depth.shape[0]
         rays = torch.matmul(inv_K[:, :3, :3], self.pix_coords.to(inv_K.dtype))
-        points = depth.reshape(batch, 1, -1) * rays
-        ones = torch.ones_like(points[:, :1])
-        return torch.cat([points, ones], 1)
+        points = depth.reshape(depth.shape[0], 1, -1) * rays
+        return torch.cat([points, torch.ones_like(points[:, :1])], 1)
 
 
 class Project3D(nn.Module):
     """3D points -> normalised sampling grid in the camera given by K and T.
 
-    ``forward(points (B, 4, N), K (B, 4, 4), T (B, 4, 4))`` -> (B, H, W, 2): P = (K @ T)[:3];
-    pixel = P @ points, x and y divided by (z + eps); then divided by (W - 1) and (H - 1), minus 0.5, times 2,
-    which maps pixel centres 0 .. W-1 to -1 .. 1 (grid_sample with align_corners=True).
+    ``forward(points (B, 4, H*W), K (B, 4, 4), T (B, 4, 4))`` -> (B, H, W, 2): P = (K @ T)[:3];
+    pixel = (P @ points)[:2] / ((P @ points)[2] + eps); x divided by (W - 1) and y by (H - 1), minus 0.5, times 2,
+    which maps pixel centres 0 .. W-1 to -1 .. 1 (grid_sample with align_corners=True, see :func:`warp`).
     """
 
     def __init__(self, height: int, width: int, eps: float = 1e-7) -> None:
@@ -101,14 +130,14 @@ class Project3D(nn.Module):
     def forward(self, points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         P = torch.matmul(K, T)[:, :3, :]
         cam_points = torch.matmul(P, points)
-        pix = cam_points[:, :2, :] / (cam_points[:, 2, :].unsqueeze(1) + self.eps)
-        pix = pix.view(-1, 2, self.height, self.width).permute(0, 2, 3, 1)
-        scale = torch.tensor([self.width - 1, self.height - 1], dtype=pix.dtype, device=pix.device)
-        return (pix / scale - 0.5) * 2
+        pix = cam_points[:, :2, :] / (cam_points[:, 2:3, :] + self.eps)
+        pix = pix.reshape(-1, 2, self.height, self.width).permute(0, 2, 3, 1)
+        size = torch.tensor([self.width - 1, self.height - 1], dtype=pix.dtype, device=pix.device)
+        return (pix / size - 0.5) * 2
 
 
 def warp(image: torch.Tensor, pix_coords: torch.Tensor) -> torch.Tensor:
-    """Sample ``image`` (B, C, h, w) at ``pix_coords`` (B, H, W, 2) -> (B, C, H, W), border padding.
+    """Sample ``image`` (B, C, h, w) bilinearly at ``pix_coords`` (B, H, W, 2) -> (B, C, H, W), border padding.
 
     The reference was written against PyTorch 0.4.1, whose grid_sample behaved as align_corners=True; the
     default changed to False in PyTorch 1.3, so md2 states it explicitly (Project3D normalises for it).
@@ -119,25 +148,23 @@ def warp(image: torch.Tensor, pix_coords: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-NORMALISED_KITTI_K = np.array([[0.58, 0, 0.5, 0],
-                               [0, 1.92, 0.5, 0],
-                               [0, 0, 1, 0],
-                               [0, 0, 0, 1]], dtype=np.float32)
-"""The reference's KITTI intrinsics, normalised by the image width (row 0) and height (row 1)."""
-
-
 def intrinsics_pyramid(K: np.ndarray, width: int, height: int,
                        num_scales: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Pixel intrinsics per scale from normalised ones: row 0 x W/2^s, row 1 x H/2^s; inv_K = pinv(K).
+    """Pixel intrinsics per scale from normalised ones (the data loader's K and inv_K).
 
     Args:
-        K: normalised intrinsics, 3x3 or 4x4.
+        K: normalised intrinsics (row 0 divided by the image width, row 1 by its height), 3x3 or 4x4.
+        width, height: full-resolution input size, pixels.
+        num_scales: number of scales s = 0 .. num_scales - 1.
     Returns:
-        (Ks, inv_Ks): ``num_scales`` float32 4x4 arrays each.
+        (Ks, inv_Ks): ``num_scales`` float32 4x4 arrays each; row 0 of K times width // 2^s, row 1 times
+        height // 2^s (integer division, as the reference), and inv_K = pinv(K).
     """
-    full = np.eye(4, dtype=np.float32)
     K = np.asarray(K, dtype=np.float32)
-    full[:K.shape[0], :K.shape[1]] = K[:4, :4]
+    if K.shape not in ((3, 3), (4, 4)):
+        raise ValueError(f"intrinsics must be 3x3 or 4x4, got shape {K.shape}")
+    full = np.eye(4, dtype=np.float32)
+    full[:K.shape[0], :K.shape[1]] = K
     Ks, inv_Ks = [], []
     for scale in range(num_scales):
         scaled = full.copy()

@@ -1,0 +1,91 @@
+"""md2.core.losses: SSIM, photometric error and edge-aware smoothness on cases computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from md2.core.losses import SSIM, photometric_error, smoothness_loss
+
+
+def plain_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM dissimilarity written out map by map, as the issue states it."""
+    pad, pool = torch.nn.ReflectionPad2d(1), torch.nn.AvgPool2d(3, 1)
+    x, y = pad(x), pad(y)
+    mu_x, mu_y = pool(x), pool(y)
+    sigma_x = pool(x ** 2) - mu_x ** 2
+    sigma_y = pool(y ** 2) - mu_y ** 2
+    sigma_xy = pool(x * y) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + 0.01 ** 2) * (2 * sigma_xy + 0.03 ** 2)
+    denominator = (mu_x ** 2 + mu_y ** 2 + 0.01 ** 2) * (sigma_x + sigma_y + 0.03 ** 2)
+    return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (1, 1, 5, 9)])
+def test_ssim_of_an_image_with_itself_is_zero(shape):
+    image = torch.rand(shape)
+    result = SSIM()(image, image)
+    assert result.shape == shape
+    assert result.abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 20, 30), (1, 1, 4, 4), (3, 2, 7, 11)])
+def test_fused_ssim_equals_the_plain_formula(shape):
+    x, y = torch.rand(shape), torch.rand(shape)
+    result = SSIM()(x, y)
+    torch.testing.assert_close(result, plain_ssim(x, y), atol=1e-6, rtol=0)
+    torch.testing.assert_close(result, SSIM()(y, x), atol=1e-6, rtol=0)
+    assert result.min() >= 0 and result.max() <= 1
+
+
+def test_ssim_of_inverted_flat_images_is_hand_computed():
+    # Flat images a and b: no variance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1).
+    a, b = 0.2, 0.8
+    ssim = (2 * a * b + 0.01 ** 2) / (a ** 2 + b ** 2 + 0.01 ** 2)
+    # float64: in float32, pool(x^2) - mu^2 leaves a rounding residue comparable to C2's effect.
+    flat = {"size": (1, 3, 6, 6), "dtype": torch.float64}
+    result = SSIM()(torch.full(fill_value=a, **flat), torch.full(fill_value=b, **flat))
+    torch.testing.assert_close(result, torch.full(fill_value=(1 - ssim) / 2, **flat), atol=1e-12, rtol=0)
+
+
+def test_photometric_error_is_l1_without_ssim_and_the_weighted_sum_with_it():
+    pred, target = torch.rand(2, 3, 8, 10), torch.rand(2, 3, 8, 10)
+    l1 = (pred - target).abs().mean(1, True)
+    assert photometric_error(pred, target).shape == (2, 1, 8, 10)
+    torch.testing.assert_close(photometric_error(pred, target, None), l1)
+    expected = 0.85 * plain_ssim(pred, target).mean(1, True) + 0.15 * l1
+    torch.testing.assert_close(photometric_error(pred, target, SSIM()), expected, atol=1e-6, rtol=0)
+
+
+def test_photometric_error_of_flat_images_is_hand_computed():
+    a, b = 0.2, 0.8
+    ssim = (2 * a * b + 0.01 ** 2) / (a ** 2 + b ** 2 + 0.01 ** 2)
+    flat = {"size": (1, 3, 5, 5), "dtype": torch.float64}
+    error = photometric_error(torch.full(fill_value=a, **flat), torch.full(fill_value=b, **flat), SSIM())
+    expected = 0.85 * (1 - ssim) / 2 + 0.15 * (b - a)
+    torch.testing.assert_close(error, torch.full((1, 1, 5, 5), expected, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.3, 5.0])
+def test_smoothness_of_a_constant_disparity_is_zero(value):
+    assert smoothness_loss(torch.full((2, 1, 6, 7), value), torch.rand(2, 3, 6, 7)) == 0
+
+
+def test_smoothness_of_known_gradients_is_hand_computed():
+    height, width = 4, 5
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    cols = torch.arange(width, dtype=torch.float32).expand(height, width)
+    disp = (0.1 * cols + 0.2 * rows)[None, None]  # |d/dx| = 0.1, |d/dy| = 0.2 everywhere
+    image = torch.zeros(1, 3, height, width)
+    image[..., 2:] = 1.0  # an edge of height 1 between columns 1 and 2 (mean over channels: 1)
+    # x: 4 column pairs, one across the edge weighted exp(-1); y: no image gradient, weight 1.
+    expected = 0.1 * (3 + math.exp(-1)) / 4 + 0.2
+    assert smoothness_loss(disp, image).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothness_is_lower_across_image_edges():
+    disp = torch.rand(1, 1, 8, 8)
+    flat, textured = torch.zeros(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    assert smoothness_loss(disp, textured) < smoothness_loss(disp, flat)
