@@ -255,7 +255,8 @@ def _assert_same_batch(batch: Batch, expected: Batch) -> None:
 def test_data_loader_workers_deliver_the_collated_samples(synth_raw: Path) -> None:
     dataset = _raw(synth_raw, _lines(synth_raw)[:6], is_train=True, use_stereo=True, num_scales=2, seed=1)
     dataset.set_epoch(2)
-    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_samples)
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_samples,
+                        multiprocessing_context="forkserver")  # as md2's trainer: no fork of a threaded process
     batches = list(loader)
     assert len(batches) == 2
     for start, batch in zip((0, 3), batches):

@@ -64,6 +64,9 @@ def make_loader(dataset, config: TrainConfig, epoch: int, shuffle: bool, rank: i
     workers = config.data.num_workers
     # Its own generator: creating an iterator must not consume the global random state (exact resume).
     generator = torch.Generator().manual_seed(config.run.seed * 100_003 + epoch + 7919 * rank)
+    # Workers start from a fresh interpreter (forkserver), not a fork of a process whose threads (OpenCV,
+    # BLAS, TensorBoard) may hold locks that a forked child would wait on forever.
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
                       collate_fn=collate_samples, pin_memory=pin_memory, generator=generator,
-                      prefetch_factor=2 if workers else None, persistent_workers=False)
+                      prefetch_factor=2 if workers else None, persistent_workers=False,
+                      multiprocessing_context="forkserver" if workers else None)

@@ -129,6 +129,16 @@ class Run:
         self.console.print(f"training {config.log_path.name}: {len(self.train_set)} samples, batch "
                            f"{config.optim.batch_size} x {self.placement.world_size} process(es) on {self.device}; "
                            f"logs in {config.log_path}", highlight=False)
+        try:
+            progress = self._epochs(progress)
+        finally:
+            self.logger.close()
+        self.console.print(f"done: {progress.step} steps; peak memory {peak_memory_gb(self.device):.2f} GB",
+                           highlight=False)
+        return config.log_path
+
+    def _epochs(self, progress: Progress) -> Progress:
+        config = self.config
         for epoch in range(progress.epoch, config.optim.num_epochs):
             if progress.batch_in_epoch == 0:
                 # The reference steps the scheduler at the start of every epoch (before any optimiser step), so
@@ -141,10 +151,7 @@ class Run:
             if (epoch + 1) % config.run.save_frequency == 0:
                 self._save_weights(epoch)
             self._save_state(progress)
-        self.logger.close()
-        self.console.print(f"done: {progress.step} steps; peak memory {peak_memory_gb(self.device):.2f} GB",
-                           highlight=False)
-        return config.log_path
+        return progress
 
     def _epoch(self, epoch: int, progress: Progress) -> Progress:
         config, placement = self.config, self.placement
