@@ -1,7 +1,8 @@
 """Depth metrics of the KITTI benchmarks, Eigen crop, median scaling and Monodepth's post-processing.
 
-Evaluation runs in numpy (as the reference's evaluate_depth.py); :func:`batch_depth_errors` is the torch
-version the trainer logs on lidar ground truth.
+Evaluation runs in numpy (as the reference's evaluate_depth.py); :func:`depth_errors_torch` computes the same
+metrics on tensors and :func:`batch_depth_errors` is what the trainer logs on lidar ground truth. Depths are in
+metres. Odometry metrics are in :mod:`md2.core.pose_metrics`.
 """
 
 from __future__ import annotations
@@ -76,32 +77,63 @@ def post_process_disparity(disp: np.ndarray, flipped_back_disp: np.ndarray) -> n
     return r_mask * disp + l_mask * flipped_back_disp + (1.0 - l_mask - r_mask) * mean
 
 
+def depth_errors_torch(gt: torch.Tensor, pred: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The seven metrics on tensors, over the pixels where ``mask`` is True (all when None).
+
+    ``gt``, ``pred`` (and ``mask``) of one shape, depths > 0 where masked in. Returns 0-d tensors keyed by
+    :class:`DepthErrors`' field names. Masked-out pixels are replaced rather than gathered, so nothing waits
+    for the device; with no valid pixel every metric is NaN.
+    """
+    if mask is not None:
+        gt, pred = torch.where(mask, gt, 1.0), torch.where(mask, pred, 1.0)
+        weight = mask.to(gt.dtype)
+    else:
+        weight = torch.ones_like(gt)
+    count = weight.sum()
+
+    def mean(values: torch.Tensor) -> torch.Tensor:
+        return (values * weight).sum() / count
+
+    thresh = torch.maximum(gt / pred, pred / gt)
+    errors = {
+        "abs_rel": mean(torch.abs(gt - pred) / gt),
+        "sq_rel": mean((gt - pred) ** 2 / gt),
+        "rmse": torch.sqrt(mean((gt - pred) ** 2)),
+        "rmse_log": torch.sqrt(mean((torch.log(gt) - torch.log(pred)) ** 2)),
+        "a1": mean((thresh < 1.25).to(gt.dtype)),
+        "a2": mean((thresh < 1.25 ** 2).to(gt.dtype)),
+        "a3": mean((thresh < 1.25 ** 3).to(gt.dtype)),
+    }
+    return {name: errors[name] for name in DepthErrors._fields}
+
+
+def _masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """torch.median(values[mask]) (the lower middle value) without gathering: NaN elsewhere, nanmedian."""
+    return torch.nanmedian(torch.where(mask, values, torch.nan))
+
+
 def batch_depth_errors(depth_pred: torch.Tensor, depth_gt: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The trainer's metrics on lidar ground truth, over the whole batch at once (as the reference).
+    """The trainer's metrics on lidar ground truth, over the whole batch at once (one mask, as the reference).
 
     Args:
-        depth_pred: (B, 1, h, w) predicted depth; upsampled bilinearly to the ground truth's size.
-        depth_gt: (B, 1, 375, 1242) lidar depth, 0 where unknown.
-    The prediction is clamped to [1e-3, 80], restricted to gt > 0 inside the Garg crop, median-scaled, and
-    clamped again. Returns {"de/abs_rel": ..., ...} as 0-d tensors (no host synchronisation).
+        depth_pred: (B, 1, h, w) predicted depth; upsampled bilinearly (align_corners=False) to the ground
+            truth's size and clamped to [1e-3, 80].
+        depth_gt: (B, 1, 375, 1242) lidar depth in metres, 0 where unknown.
+    Pixels with gt > 0 inside the Garg crop (rows 153:371, columns 44:1197) count; the prediction is scaled by
+    median(gt) / median(pred) over them (torch's median: the lower middle value, as the reference) and clamped
+    again. Returns {"de/abs_rel": ..., ...} as 0-d float32 tensors, with no host synchronisation.
     """
     height, width = depth_gt.shape[-2:]
-    pred = torch.clamp(F.interpolate(depth_pred.detach().float(), [height, width], mode="bilinear",
-                                     align_corners=False), MIN_EVAL_DEPTH, MAX_EVAL_DEPTH)
-    crop = torch.zeros_like(depth_gt, dtype=torch.bool)
+    depth_gt = depth_gt.detach().float()
+    pred = F.interpolate(depth_pred.detach().float(), [height, width], mode="bilinear", align_corners=False)
+    pred = torch.clamp(pred, MIN_EVAL_DEPTH, MAX_EVAL_DEPTH)
+    # Slicing the crop out (after the full-size interpolation) keeps the same pixels as a crop mask, for half
+    # the work.
     top, bottom, left, right = GARG_CROP
-    crop[:, :, top:bottom, left:right] = True
-    mask = (depth_gt > 0) & crop
-    gt, pred = depth_gt[mask], pred[mask]
-    pred = torch.clamp(pred * (torch.median(gt) / torch.median(pred)), MIN_EVAL_DEPTH, MAX_EVAL_DEPTH)
-    thresh = torch.max(gt / pred, pred / gt)
-    errors = {
-        "abs_rel": torch.mean(torch.abs(gt - pred) / gt),
-        "sq_rel": torch.mean((gt - pred) ** 2 / gt),
-        "rmse": torch.sqrt(torch.mean((gt - pred) ** 2)),
-        "rmse_log": torch.sqrt(torch.mean((torch.log(gt) - torch.log(pred)) ** 2)),
-        "a1": (thresh < 1.25).float().mean(),
-        "a2": (thresh < 1.25 ** 2).float().mean(),
-        "a3": (thresh < 1.25 ** 3).float().mean(),
-    }
+    depth_gt, pred = depth_gt[..., top:bottom, left:right], pred[..., top:bottom, left:right]
+    mask = depth_gt > 0
+    ratio = _masked_median(depth_gt, mask) / _masked_median(pred, mask)
+    pred = torch.clamp(pred * ratio, MIN_EVAL_DEPTH, MAX_EVAL_DEPTH)
+    errors = depth_errors_torch(depth_gt, pred, mask)
     return {f"de/{name}": value for name, value in errors.items()}
