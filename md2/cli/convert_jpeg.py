@@ -29,7 +29,7 @@ def command(
     saved = f"{report.bytes_saved / 1e6:.1f} MB " + ("smaller as JPEG (PNGs kept)" if keep_png else "saved")
     Console(stderr=True, quiet=quiet, highlight=False).print(
         f"{report.converted} images converted to JPEG, {report.skipped} already done, {len(report.failed)} failed; "
-        f"{saved}")
+        f"{saved}", soft_wrap=True)
     if report.failed:
         raise DataError(f"{len(report.failed)} PNGs could not be read and were left as they are; first: "
                         f"{report.failed[0]}")

@@ -4,8 +4,8 @@ Matches the reference's ``convert -quality 92 -sampling-factor 2x2,1x1,1x1``: Pi
 quantisation tables scaled for quality 92 and, with ``subsampling=2``, sampling factors 2x2 (Y), 1x1 (Cb, Cr).
 Grayscale PNGs (image_00/01) stay one-channel JPEGs, as ImageMagick writes them.
 
-Safety: each JPEG is written under a unique temporary name, fsynced, renamed, then re-opened and decoded in full
-at the PNG's size; only then is the PNG deleted. Killed at any moment, every frame is a valid PNG or a valid JPEG
+Safety: each JPEG is written under a unique temporary name, fsynced, re-opened and decoded in full at the PNG's
+size, then renamed (so a .jpg is always complete); only after the folder is fsynced is the PNG deleted. Killed at any moment, every frame is a valid PNG or a valid JPEG
 (at worst both, plus a stale temporary file that the next run removes). Two runs on one tree at the same time
 are not supported (each removes the other's temporary files at start).
 """
@@ -13,6 +13,7 @@ are not supported (each removes the other's temporary files at start).
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing
 import os
 import re
@@ -73,7 +74,7 @@ def _exit_with(parent: int) -> None:
 
     def watch() -> None:
         while True:
-            time.sleep(0.5)
+            time.sleep(0.2)
             try:
                 os.kill(parent, 0)
             except ProcessLookupError:
@@ -183,7 +184,8 @@ def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
 
 
 def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable before the PNG it replaces is deleted (no-op where unsupported)."""
+    """Make the renames in ``folder`` durable before PNGs are deleted (a power cut cannot then lose both names);
+    a no-op where folders cannot be opened (Windows)."""
     try:
         handle = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -197,11 +199,16 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
-    """Write ``image`` to ``jpeg`` (quality, 4:2:0) via a unique temporary name, fsync and rename.
+    """Write ``image`` to ``jpeg`` (quality, 4:2:0): encoded in memory, written to a unique temporary name,
+    fsynced, re-opened and decoded in full at the image's size, and only then renamed to ``jpeg``.
 
-    Any write failure (disk full, permission, a folder in the way) raises DataError naming ``jpeg`` and removes
-    the temporary file; ``jpeg`` itself is then untouched.
+    So a file named ``jpeg`` is always a complete JPEG. Any failure (disk full, permission, a folder in the way,
+    bytes that do not decode back) raises DataError naming ``jpeg`` and removes the temporary file.
     """
+    # Encoding into memory first: Pillow writing straight to a file descriptor does not notice a short write
+    # (a full disk), whereas Python's file object raises it as an OSError.
+    encoded = io.BytesIO()
+    image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
     try:
         handle, name = tempfile.mkstemp(prefix=f".{jpeg.name}.", suffix=".tmp", dir=jpeg.parent)
     except OSError as error:
@@ -209,9 +216,12 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
     temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+            stream.write(encoded.getbuffer())
             stream.flush()
             os.fsync(stream.fileno())
+        if not _decodes_at(temporary, image.size):
+            raise DataError(f"cannot write {jpeg}: the written file does not decode back at "
+                            f"{image.size[0]}x{image.size[1]}")
         os.replace(temporary, jpeg)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -219,15 +229,14 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(jpeg.parent)
 
 
-def convert_one(png: Path, keep_png: bool = False, quality: int = QUALITY) -> ImageResult:
-    """Convert one camera PNG to PNG.with_suffix(".jpg") and delete the PNG once the JPEG is verified.
+def prepare_jpeg(png: Path, quality: int = QUALITY) -> ImageResult:
+    """Make sure PNG.with_suffix(".jpg") holds this PNG as a verified JPEG; the PNG itself is left in place.
 
     A JPEG that an earlier run left and that decodes at the PNG's size is kept (outcome "skipped"); one that does
-    not decode is rewritten. An unreadable PNG gives outcome "failed" and is left alone. A write failure raises
-    DataError naming the JPEG; the PNG is then intact.
+    not decode is rewritten ("converted"). An unreadable PNG gives outcome "failed". A write failure raises
+    DataError naming the JPEG.
     """
     jpeg = png.with_suffix(".jpg")
     try:
@@ -235,28 +244,28 @@ def convert_one(png: Path, keep_png: bool = False, quality: int = QUALITY) -> Im
         with Image.open(png) as image:
             size = image.size  # header only: a resumed run does not decode PNGs already converted
             if _decodes_at(jpeg, size):
-                outcome = "skipped"
-            else:
-                image.load()
-                pixels = image if image.mode in ("RGB", "L") else image.convert("RGB")
-                outcome = "converted"
+                return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
+            image.load()
+            pixels = image.copy() if image.mode in ("RGB", "L") else image.convert("RGB")
     except FileNotFoundError:
         return ImageResult("skipped")  # removed since the tree was scanned: nothing left to do
     except (OSError, SyntaxError, ValueError) as error:
         return ImageResult("failed", message=f"cannot read {png}: {error}")
-    if outcome == "converted":
-        write_jpeg(pixels, jpeg, quality)
-        if not _decodes_at(jpeg, size):
-            raise DataError(f"{jpeg} was written but does not decode back at {size[0]}x{size[1]}; {png} kept")
-    jpeg_bytes = jpeg.stat().st_size
+    write_jpeg(pixels, jpeg, quality)
+    return ImageResult("converted", png_bytes, jpeg.stat().st_size)
+
+
+def convert_batch(pngs: list[Path], keep_png: bool = False, quality: int = QUALITY) -> list[ImageResult]:
+    """:func:`prepare_jpeg` for each PNG in order, then (unless ``keep_png``) one fsync per folder so the new
+    names are durable, then the deletion of every PNG whose JPEG is verified. One task of the process pool."""
+    results = [prepare_jpeg(png, quality) for png in pngs]
     if not keep_png:
-        png.unlink()
-    return ImageResult(outcome, png_bytes, jpeg_bytes)
-
-
-def convert_batch(pngs: list[Path], keep_png: bool, quality: int) -> list[ImageResult]:
-    """:func:`convert_one` for each PNG in order (one task of the process pool)."""
-    return [convert_one(png, keep_png, quality) for png in pngs]
+        done = [png for png, result in zip(pngs, results) if result.outcome != "failed"]
+        for folder in sorted({png.parent for png in done}):
+            _fsync_folder(folder)
+        for png in done:
+            png.unlink(missing_ok=True)
+    return results
 
 
 def convert_tree(root: Path | str, *, jobs: int | None = None, keep_png: bool = False, quality: int = QUALITY,
