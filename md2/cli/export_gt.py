@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 NAME = "export-gt"
 EPILOG = ("Examples:  md2 export-gt --data-path kitti_data --split eigen  |  "
@@ -19,21 +16,25 @@ EPILOG = ("Examples:  md2 export-gt --data-path kitti_data --split eigen  |  "
 def command(
     data_path: Annotated[Path, typer.Option(help="The KITTI folder.")] = Path("kitti_data"),
     split: Annotated[str, typer.Option(help="eigen, eigen_benchmark, or your own split folder's name.")] = "eigen",
-    splits_dir: Annotated[Optional[Path], typer.Option(help="Folder holding split folders.")] = None,
+    splits_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder holding split folders (DIR/SPLIT/test_files.txt) [default: md2's cache of the official "
+             "lists].")] = None,
     source: Annotated[Optional[str], typer.Option(
-        help="lidar (velodyne scans) or benchmark (proj_depth PNGs) [default: benchmark for eigen_benchmark, "
-             "lidar otherwise].")] = None,
+        help="lidar (velodyne scans) or benchmark (proj_depth ground-truth PNGs) [default: benchmark for "
+             "eigen_benchmark; lidar otherwise, or the PNGs when a split of your own has no scans].")] = None,
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Frames read in parallel [default: all cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Export the ground-truth depth maps of a test split to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
+    import zipfile
+
+    from rich.console import Console
+    from rich.markup import escape
+
     from md2.data.groundtruth import export_gt
 
-    console = Console(stderr=True, quiet=quiet)
-    with Progress(TextColumn("export-gt"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, disable=quiet, transient=True) as progress:
-        task = progress.add_task("export", total=None)
-        path, count = export_gt(data_path, split, splits_dir=splits_dir, source=source,
-                                jobs=jobs or os.cpu_count() or 1,
-                                on_frame=lambda total: progress.update(task, total=total, advance=1))
-    console.print(f"wrote {count} ground-truth depth maps to {path}", highlight=False)
+    path = export_gt(data_path, split, splits_dir=splits_dir, source=source, jobs=jobs, progress=not quiet)
+    with zipfile.ZipFile(path) as archive:  # the count as written, read from the archive's directory
+        count = len(archive.namelist())
+    Console(stderr=True, quiet=quiet, highlight=False).print(
+        f"wrote {count} ground-truth depth maps to {escape(str(path))}", soft_wrap=True)

@@ -1,17 +1,18 @@
 """Ground-truth depth maps of a test split (``md2 export-gt``), written and read without unsafe pickles.
 
-md2 writes SPLIT/gt_depths.npz with one array per test line, keyed by its zero-padded position ("0000", ...),
-in the dtype the reference produced (float64 from the lidar, float32 from the benchmark PNGs), streamed
-into the archive so memory stays flat. It also reads the reference's file: an object array under "data",
-whose pickle stream is read by an unpickler that only rebuilds numpy arrays.
+md2 writes SPLIT/gt_depths.npz holding one float32 (H, W) array in metres per test line, keyed by the line's
+zero-padded position ("0000", "0001", ...; more digits when the split has 10,000 lines or more): a plain npz that
+``np.load(allow_pickle=False)`` reads. The reference wrote one object array under "data"; md2 reads that too.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import zipfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,117 +20,201 @@ import numpy as np
 from PIL import Image
 
 from md2.data.calib import generate_depth_map
-from md2.data.splits import SplitLine, read_split_file, resolve_split_dir
+from md2.data.convert import ProgressOption, available_cpus, count_progress
+from md2.data.splits import RawLine, SplitLine, read_split_file, resolve_split_dir
 from md2.errors import DataError, UsageError
 from md2.files import atomic_path
 
-SOURCES = ("lidar", "benchmark")
+GT_FILE = "gt_depths.npz"
 
 
-def default_source(split: str) -> str:
-    """eigen_benchmark uses the depth benchmark's PNGs; every other split (eigen, custom) the lidar."""
-    return "benchmark" if split == "eigen_benchmark" else "lidar"
+def velodyne_path(data_path: Path, line: SplitLine) -> Path:
+    """DATA/<folder>/velodyne_points/data/FRAME.bin."""
+    return data_path / line.folder / "velodyne_points" / "data" / f"{line.frame:010d}.bin"
+
+
+def benchmark_png_path(data_path: Path, line: SplitLine) -> Path:
+    """DATA/<folder>/proj_depth/groundtruth/image_02/FRAME.png.
+
+    Camera 2 whatever the line's side, as the reference's export (its Eigen test lines are all left images).
+    """
+    return data_path / line.folder / "proj_depth" / "groundtruth" / "image_02" / f"{line.frame:010d}.png"
 
 
 def lidar_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
-    """Eigen ground truth: the velodyne scan projected into camera 2 with the lidar's x as depth (float64)."""
-    calib_dir = data_path / line.folder.split("/")[0]
-    velodyne = data_path / line.folder / "velodyne_points" / "data" / f"{line.frame:010d}.bin"
+    """Eigen ground truth (H, W) float32 metres: the scan projected into camera 2 with the lidar's forward x as
+    depth (vel_depth=True), camera 2 whatever the side, as the reference; 0 where no point lands."""
+    velodyne = velodyne_path(data_path, line)
     if not velodyne.is_file():
         raise DataError(f"missing velodyne scan {velodyne} (test line '{line}')")
-    return generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True)
+    calib_dir = data_path / line.folder.split("/")[0]
+    return generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True).astype(np.float32)
 
 
 def benchmark_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
-    """Depth-benchmark ground truth of camera 2: uint16 PNG / 256 (float32), as the reference."""
-    path = data_path / line.folder / "proj_depth" / "groundtruth" / "image_02" / f"{line.frame:010d}.png"
+    """Depth-benchmark ground truth (H, W) float32 metres: the uint16 PNG / 256, at its own size (no resize)."""
+    path = benchmark_png_path(data_path, line)
     try:
         with Image.open(path) as image:
-            return np.array(image).astype(np.float32) / 256
+            return np.asarray(image).astype(np.float32) / 256
     except FileNotFoundError:
         raise DataError(f"missing depth ground truth {path} (test line '{line}')") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot read depth ground truth {path}: {error}") from None
 
 
-READERS: dict[str, Callable[[Path, SplitLine], np.ndarray]] = {"lidar": lidar_ground_truth,
-                                                              "benchmark": benchmark_ground_truth}
+SOURCES: dict[str, Callable[[Path, SplitLine], np.ndarray]] = {
+    "lidar": lidar_ground_truth,
+    "benchmark": benchmark_ground_truth,
+}
+"""Where ground truth comes from: ``--source`` name -> reader (data_path, test line) -> (H, W) float32 depth."""
+SOURCE_OF_SPLIT = {"eigen": "lidar", "eigen_benchmark": "benchmark"}
+"""The official splits' sources, as the reference's export_gt_depth.py."""
+
+
+def choose_source(split: str, data_path: Path, first: SplitLine, source: str | None = None) -> str:
+    """The source to use: ``source`` when given; eigen -> lidar, eigen_benchmark -> benchmark; any other split
+    the lidar, unless the first test frame has no scan but has a depth-benchmark PNG."""
+    if source is not None:
+        if source not in SOURCES:
+            raise UsageError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+        return source
+    if split in SOURCE_OF_SPLIT:
+        return SOURCE_OF_SPLIT[split]
+    if not velodyne_path(data_path, first).is_file() and benchmark_png_path(data_path, first).is_file():
+        return "benchmark"
+    return "lidar"
+
+
+def _test_lines(split_dir: Path) -> list[SplitLine]:
+    path = split_dir / "test_files.txt"
+    lines = read_split_file(path)
+    if not lines:
+        raise DataError(f"{path} has no test lines")
+    for number, line in enumerate(lines, 1):
+        if not isinstance(line, RawLine):
+            raise DataError(f"{path}, line {number}: ground truth needs KITTI raw lines 'DATE/DRIVE FRAME SIDE', "
+                            f"got '{line}'")
+    return lines
+
+
+def frame_keys(count: int) -> list[str]:
+    """Archive keys of ``count`` frames: "0000", "0001", ... (width 4, or more digits when needed)."""
+    width = max(4, len(str(count - 1)))
+    return [f"{index:0{width}d}" for index in range(count)]
 
 
 def export_gt(data_path: Path | str, split: str, *, splits_dir: Path | str | None = None, source: str | None = None,
-              jobs: int = 4, on_frame: Callable[[int], None] | None = None) -> tuple[Path, int]:
-    """Write SPLIT/gt_depths.npz for the split's test files, in test-file order; returns (path, frames).
+              jobs: int | None = None, progress: ProgressOption = True) -> Path:
+    """Write SPLIT_DIR/gt_depths.npz for the split's test_files.txt, in test-file order; returns its path.
 
-    A missing frame raises DataError naming it, and no file is left behind (written to a temporary name).
+    source: "lidar" or "benchmark" (default: see :func:`choose_source`); jobs: frames read in parallel
+    (threads; default all cores); progress: True draws a bar on stderr, a callable gets (done, total).
+    A missing or unreadable frame raises DataError naming it; the file is written under a temporary name and
+    renamed, so no partial gt_depths.npz ever exists and an earlier one stays intact.
     """
     data_path = Path(data_path).expanduser()
     if not data_path.is_dir():
         raise DataError(f"data folder not found: {data_path}")
-    source = source or default_source(split)
-    if source not in READERS:
-        raise UsageError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
     split_dir = resolve_split_dir(split, splits_dir)
-    lines = read_split_file(split_dir / "test_files.txt")
-    if not lines:
-        raise DataError(f"{split_dir / 'test_files.txt'} is empty")
-    reader = READERS[source]
-    output = split_dir / "gt_depths.npz"
-    width = max(4, len(str(len(lines) - 1)))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, atomic_path(output) as temporary:
-        depths = pool.map(lambda line: reader(data_path, line), lines)
-        _write_npz(temporary, (f"{i:0{width}d}" for i in range(len(lines))), depths, len(lines), on_frame)
-    return output, len(lines)
+    lines = _test_lines(split_dir)
+    reader = SOURCES[choose_source(split, data_path, lines[0], source)]
+    for stale in split_dir.glob(".gt_depths.*.tmp.npz"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    output = split_dir / GT_FILE
+    jobs = max(1, jobs or available_cpus())
+    with ThreadPoolExecutor(max_workers=jobs) as pool, count_progress("export-gt", progress) as advance, \
+            atomic_path(output) as temporary:
+        depths = _ordered_map(pool, lambda line: reader(data_path, line), lines, window=2 * jobs)
+        _write_npz(temporary, zip(frame_keys(len(lines)), depths), len(lines), advance)
+    return output
 
 
-def _write_npz(path: Path, keys: Iterator[str], arrays: Iterator[np.ndarray], total: int,
-               on_frame: Callable[[int], None] | None) -> None:
-    """An .npz (zip of .npy files, deflated) written one array at a time."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for key, array in zip(keys, arrays):
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
-            if on_frame is not None:
-                on_frame(total)
+def _ordered_map(pool: ThreadPoolExecutor, function: Callable, items: Iterable, window: int) -> Iterator:
+    """``map(function, items)`` on ``pool`` with at most ``window`` results waiting, so memory stays flat."""
+    queued: deque = deque()
+    try:
+        for item in items:
+            queued.append(pool.submit(function, item))
+            if len(queued) >= window:
+                yield queued.popleft().result()
+        while queued:
+            yield queued.popleft().result()
+    finally:
+        for future in queued:
+            future.cancel()
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and nothing else: any other global in the stream is refused."""
+def _write_npz(path: Path, arrays: Iterable[tuple[str, np.ndarray]], total: int,
+               advance: Callable[[int, int], None] | None) -> None:
+    """An npz (a deflated zip of .npy files, as np.savez_compressed) written one array at a time, then fsynced."""
+    with open(path, "wb") as stream:
+        with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for done, (key, array) in enumerate(arrays, 1):
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                if advance is not None:
+                    advance(done, total)
+        stream.flush()
+        os.fsync(stream.fileno())
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and nothing else: any other global named in the stream is refused, so a crafted
+    file cannot run code (np.load(allow_pickle=True) would call whatever the pickle names)."""
+
+    ALLOWED = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing {module}.{name}")
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
 
 
-def _read_object_array(raw: bytes, path: Path) -> list[np.ndarray]:
+def _read_reference_data(raw: bytes, path: Path) -> list[np.ndarray]:
+    """The reference's "data" entry: an object array of (H, W) maps (or, when all had one size, an (N, H, W)
+    array, which needs no pickle)."""
     stream = io.BytesIO(raw)
     major, _ = np.lib.format.read_magic(stream)
     read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    _, _, dtype = read_header(stream, max_header_size=1 << 20)
+    _, _, dtype = read_header(stream)
     if dtype != object:
         stream.seek(0)
         return list(np.lib.format.read_array(stream, allow_pickle=False))
     try:
-        items = _NumpyOnlyUnpickler(stream).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        # encoding="latin1": files pickled by Python 2 numpy, as the reference's own np.load call allows.
+        items = _ArraysOnlyUnpickler(stream, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path}: not a ground-truth file md2 can read safely ({error})") from None
-    return [np.asarray(item) for item in items]
+    return list(items)
+
+
+def _check_maps(maps: list, path: Path) -> list[np.ndarray]:
+    if not maps:
+        raise DataError(f"{path} holds no depth maps")
+    for index, depth in enumerate(maps):
+        if not isinstance(depth, np.ndarray) or depth.ndim != 2 or depth.dtype.kind not in "fiu":
+            raise DataError(f"{path}: entry {index} is not an (H, W) depth map")
+    return [depth.astype(np.float32, copy=False) for depth in maps]
 
 
 def load_gt_depths(path: Path | str) -> list[np.ndarray]:
-    """Ground-truth depth maps from md2's gt_depths.npz or the reference's (object array under "data")."""
+    """Ground-truth depth maps, each (H, W) float32 metres in test-file order, from md2's gt_depths.npz
+    (keys "0000", "0001", ...) or the reference's (one array under "data")."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = sorted(name for name in archive.namelist() if name.endswith(".npy"))
-            if names == ["data.npy"]:
-                return _read_object_array(archive.read("data.npy"), path)
-            return [np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False) for name in names]
+            names = [name.removesuffix(".npy") for name in archive.namelist()]
+            if names == ["data"]:
+                return _check_maps(_read_reference_data(archive.read("data.npy"), path), path)
+            if not names or not all(name.isdigit() for name in names):
+                raise DataError(f"{path} is not a ground-truth file: expected keys '0000', '0001', ... or 'data', "
+                                f"found {', '.join(sorted(names)[:5]) or 'nothing'}")
+            maps = [np.lib.format.read_array(io.BytesIO(archive.read(f"{name}.npy")), allow_pickle=False)
+                    for name in sorted(names, key=int)]
     except FileNotFoundError:
-        raise DataError(f"ground truth not found: {path}") from None
+        raise DataError(f"ground truth not found: {path} (write it with md2 export-gt)") from None
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise DataError(f"cannot read ground truth {path}: {error}") from None
+    return _check_maps(maps, path)
