@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,7 +61,8 @@ def command(
     no_eval: Annotated[bool, typer.Option(
         "--no-eval", help="Stop after predicting (and saving).", rich_help_panel=_OUT)] = False,
     eval_out_dir: Annotated[Optional[Path], typer.Option(
-        help="Where saved disparities and benchmark PNGs go [default: the weights folder, or '.'].",
+        help="Where saved disparities and benchmark PNGs go [default: the weights folder; '.' with --model "
+             "or --ext-disp-to-eval].",
         rich_help_panel=_OUT)] = None,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write metrics, scaling ratios and settings to this JSON file.",
@@ -96,6 +98,8 @@ def command(
         from md2.core import zoo
 
         settings = _with_folder(settings, zoo.fetch_model(model, progress=not quiet))
+        if eval_out_dir is None:  # not into the model cache
+            settings = replace(settings, eval_out_dir=Path("."))
     with progress_stages(console) as progress:
         result = run_depth_evaluation(settings, progress)
     _print_results(result, console)
@@ -146,8 +150,6 @@ def _print_results(result, console: Console) -> None:
 
 
 def _with_folder(settings, folder: Path):
-    from dataclasses import replace
-
     return replace(settings, load_weights_folder=folder)
 
 

@@ -249,6 +249,19 @@ def test_missing_images_and_bad_weights_are_clear_errors(capsys, synth_raw, spli
     assert code == 1 and "depth.pth" in err
 
 
+def test_corrupt_image_in_a_loader_worker_is_one_line(capsys, synth_raw, splits, weights, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / "2011_09_26", data / "2011_09_26")
+    folder, frame, _ = _test_lines(synth_raw)[3].split()
+    broken = data / folder / "image_02" / "data" / f"{int(frame):010d}.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
+    args = _depth_args(data, splits, "--load-weights-folder", weights, "--eval-mono")
+    args[args.index("--num-workers") + 1] = "1"
+    code, _, err = md2_in_process(capsys, *args)
+    assert code == 1 and str(broken) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 # -- evaluate-pose -------------------------------------------------------------------------------------------
 def _pose_args(root: Path, weights: Path, *extra) -> list[str]:
     return ["evaluate-pose", "--load-weights-folder", str(weights), "--data-path", str(root), "--splits-dir",

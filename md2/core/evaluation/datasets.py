@@ -6,12 +6,16 @@ DataLoader worker's traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+
+from torch.utils.data import DataLoader, Dataset
 
 from md2.data.datasets.base import CAMERAS, FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.kitti import KITTI_K, KITTIOdomDataset, KITTIRawDataset
+from md2.data.sample import collate_samples
 from md2.errors import DataError
 
 
@@ -85,3 +89,40 @@ def require_images(dataset: FrameDataset, offsets: Sequence[int]) -> None:
         hint = " (the images are " + other.suffix + ": " + ("drop --png" if other.suffix == ".jpg" else "add --png") + ")"
     raise DataError(f"{len(missing)} of {total} test images are missing under {data_path}, "
                     f"first {missing[0]}{hint}")
+
+
+def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False,
+                collate_fn: Callable | None = None) -> DataLoader:
+    """The dataset in order, in batches (the last one may be smaller), as the reference's evaluation loaders.
+
+    Workers start from a fresh interpreter (forkserver where available), not as a fork of this process: by
+    now it has run the network, and a fork of a process whose thread pools (OpenMP, OpenCV) hold locks can
+    wait forever in its first tensor operation.
+    """
+    context = None
+    if num_workers > 0:
+        context = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=False, collate_fn=collate_fn or collate_samples,
+                      multiprocessing_context=context)
+
+
+def worker_batches(loader: Iterable) -> Iterator:
+    """The batches of a DataLoader. A DataError raised in a worker process (a corrupt image) comes back from
+    torch wrapped with the worker's traceback; it is re-raised with only its own message, one line."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except DataError as error:
+            raise DataError(_original_message(str(error))) from None
+        yield batch
+
+
+def _original_message(text: str) -> str:
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split("Error: ", 1)[1] if "Error: " in last else last

@@ -15,9 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor
+from md2.core.evaluation.datasets import evaluation_loader, worker_batches
 from md2.core.evaluation.report import DEPTH_METRICS
 from md2.core.metrics import (
     MAX_EVAL_DEPTH,
@@ -70,17 +71,17 @@ def predict_disparities(predictor: DepthPredictor, dataset: Dataset, batch_size:
     """Scaled disparities (disp_to_depth's, 1 / depth in network units) of every sample's frame 0.
 
     ``dataset`` yields samples whose ``color[0][0]`` is (3, H, W) at the predictor's size; ``collate_fn``
-    stacks them into batches with ``color[0][0]`` (B, 3, H, W). With ``post_process`` each batch and its
+    (default :func:`md2.data.sample.collate_samples`) stacks them into batches with ``color[0][0]``
+    (B, 3, H, W). With ``post_process`` each batch and its
     mirror image go through the network in one pass (as the reference) and are combined by
     :func:`post_process_disparity`; the result is then float64, as the reference's numpy masks make it.
 
     Returns:
         (N, H, W) float32 (float64 with ``post_process``), in the dataset's order.
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=predictor.device.type == "cuda", drop_last=False, collate_fn=collate_fn)
+    loader = evaluation_loader(dataset, batch_size, num_workers, predictor.device.type == "cuda", collate_fn)
     chunks = []
-    for batch in loader:
+    for batch in worker_batches(loader):
         images = batch.color[0][0]
         if post_process:
             images = torch.cat((images, torch.flip(images, [3])), 0)

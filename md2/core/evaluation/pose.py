@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from md2.core.evaluation.datasets import evaluation_loader, worker_batches
 from md2.core.geometry import transformation_from_parameters
 from md2.core.pose_metrics import compute_ate, dump_xyz, local_poses_from_global, trajectory_errors, umeyama_alignment
 from md2.errors import DataError
@@ -63,10 +64,9 @@ def predict_relative_poses(pose_encoder: torch.nn.Module, pose_decoder: torch.nn
     Returns:
         (N, 4, 4) float32.
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", drop_last=False, collate_fn=collate_fn)
+    loader = evaluation_loader(dataset, batch_size, num_workers, device.type == "cuda", collate_fn)
     chunks = []
-    for batch in loader:
+    for batch in worker_batches(loader):
         pair = torch.cat([batch.color[0][0], batch.color[1][0]], 1).to(device, non_blocking=True)
         axisangle, translation = pose_decoder([pose_encoder(pair)])
         poses = transformation_from_parameters(axisangle[:, 0], translation[:, 0])
