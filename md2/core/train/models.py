@@ -12,29 +12,11 @@ import torch
 from torch import nn
 
 from md2.core.geometry import transformation_from_parameters
-from md2.core.networks import DepthDecoder, PoseCNN, PoseDecoder, ResnetEncoder
+from md2.core.networks import DepthDecoder, ResnetEncoder, build_pose_networks
 from md2.core.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from md2.core.train.step import StepOutputs
-
-
-def _separate_resnet(config: TrainConfig, encoder: ResnetEncoder, pretrained: bool) -> dict[str, nn.Module]:
-    pose_encoder = ResnetEncoder(config.model.num_layers, pretrained, num_input_images=config.num_pose_frames)
-    return {"pose_encoder": pose_encoder,
-            "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)}
-
-
-def _shared(config: TrainConfig, encoder: ResnetEncoder, pretrained: bool) -> dict[str, nn.Module]:
-    return {"pose": PoseDecoder(encoder.num_ch_enc, config.num_pose_frames)}
-
-
-def _posecnn(config: TrainConfig, encoder: ResnetEncoder, pretrained: bool) -> dict[str, nn.Module]:
-    frames = len(config.data.frame_ids) if config.model.pose_model_input == "all" else 2
-    return {"pose": PoseCNN(frames)}
-
-
-POSE_BUILDERS = {"separate_resnet": _separate_resnet, "shared": _shared, "posecnn": _posecnn}
 
 
 def build_models(config: TrainConfig) -> nn.ModuleDict:
@@ -46,7 +28,8 @@ def build_models(config: TrainConfig) -> nn.ModuleDict:
         "depth": DepthDecoder(encoder.num_ch_enc, config.model.scales),
     }
     if config.use_pose_net:
-        models.update(POSE_BUILDERS[config.model.pose_model_type](config, encoder, pretrained))
+        models.update(build_pose_networks(config.model.pose_model_type, config.model.num_layers,
+                                          config.num_pose_frames, pretrained))
     if config.model.predictive_mask:
         # One channel per source frame, "s" included (the reference counted its frame_ids after adding "s").
         models["predictive_mask"] = DepthDecoder(encoder.num_ch_enc, config.model.scales,
