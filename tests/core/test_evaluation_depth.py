@@ -19,12 +19,13 @@ from md2.core.evaluation.depth import (
     score_image,
     write_benchmark_pngs,
 )
+from md2.core.evaluation.depth_job import DepthEvalSettings, check_settings
 from md2.core.evaluation.report import DEPTH_METRICS, latex_line
 from md2.core.inference import DepthPredictor
 from md2.core.networks import DepthDecoder, ResnetEncoder
 from md2.data.kitti import KITTIRawDataset
 from md2.data.sample import collate_samples
-from md2.errors import DataError
+from md2.errors import DataError, UsageError
 
 KITTI_SIZES = [(375, 1242), (370, 1224)]
 
@@ -247,3 +248,30 @@ def test_post_processing_blends_the_mirrored_prediction(tmp_path, predictor):
 def test_latex_line_is_the_reference_format():
     line = latex_line([0.1154, 0.903, 4.8637, 0.1932, 0.8771, 0.959, 0.9812])
     assert line == "&   0.115  &   0.903  &   4.864  &   0.193  &   0.877  &   0.959  &   0.981  \\\\"
+
+
+# -- settings ------------------------------------------------------------------------------------------------
+def test_stereo_settings_override_median_scaling_and_factor():
+    stereo = DepthEvalSettings(eval_stereo=True, pred_depth_scale_factor=2.0, load_weights_folder=Path("w"))
+    assert not stereo.median_scaling and stereo.scale_factor == 5.4
+    mono = DepthEvalSettings(eval_mono=True, disable_median_scaling=True, pred_depth_scale_factor=2.0,
+                             load_weights_folder=Path("w"))
+    assert not mono.median_scaling and mono.scale_factor == 2.0
+    assert DepthEvalSettings(eval_mono=True, load_weights_folder=Path("w")).median_scaling
+
+
+def test_outputs_go_to_the_weights_folder_unless_told_otherwise():
+    assert DepthEvalSettings(eval_mono=True, load_weights_folder=Path("w")).out_dir == Path("w")
+    assert DepthEvalSettings(eval_mono=True, ext_disp_to_eval=Path("d.npy")).out_dir == Path(".")
+    assert DepthEvalSettings(eval_mono=True, load_weights_folder=Path("w"), eval_out_dir=Path("o")).out_dir == Path("o")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"eval_mono": True}, "--load-weights-folder"),
+    ({"eval_mono": True, "load_weights_folder": Path("w"), "eval_eigen_to_benchmark": True}, "--ext-disp-to-eval"),
+    ({"eval_mono": True, "load_weights_folder": Path("w"), "min_depth": 200.0}, "--min-depth"),
+    ({"eval_mono": True, "eval_stereo": True, "load_weights_folder": Path("w")}, "exactly one"),
+])
+def test_bad_settings_are_usage_errors(options, message):
+    with pytest.raises(UsageError, match=message):
+        check_settings(DepthEvalSettings(**options))
