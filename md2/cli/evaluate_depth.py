@@ -42,7 +42,7 @@ def command(
     eval_split: Annotated[str, typer.Option(
         help="eigen, eigen_benchmark, benchmark, or a custom split folder's name.", rich_help_panel=_DATA)] = "eigen",
     splits_dir: Annotated[Optional[Path], typer.Option(
-        help="The folder holding the split folders [default: md2's splits].", rich_help_panel=_DATA)] = None,
+        help="The folder holding the split folders (default: md2's splits).", rich_help_panel=_DATA)] = None,
     png: Annotated[bool, typer.Option("--png", help="Images are .png, not .jpg.", rich_help_panel=_DATA)] = False,
     disable_median_scaling: Annotated[bool, typer.Option(
         "--disable-median-scaling", help="No per-image median scaling (mono).", rich_help_panel=_EVAL)] = False,
@@ -61,19 +61,19 @@ def command(
     no_eval: Annotated[bool, typer.Option(
         "--no-eval", help="Stop after predicting (and saving).", rich_help_panel=_OUT)] = False,
     eval_out_dir: Annotated[Optional[Path], typer.Option(
-        help="Where saved disparities and benchmark PNGs go [default: the weights folder; '.' with --model "
-             "or --ext-disp-to-eval].",
+        help="Where saved disparities and benchmark PNGs go (default: the weights folder; '.' with --model "
+             "or --ext-disp-to-eval).",
         rich_help_panel=_OUT)] = None,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write metrics, scaling ratios and settings to this JSON file.",
         rich_help_panel=_OUT)] = None,
     num_layers: Annotated[Optional[int], typer.Option(
-        help="ResNet depth [default: read from the checkpoint].", rich_help_panel=_MODEL)] = None,
+        help="ResNet depth (default: read from the checkpoint).", rich_help_panel=_MODEL)] = None,
     min_depth: Annotated[float, typer.Option(help="disp_to_depth's minimum depth.", rich_help_panel=_MODEL)] = 0.1,
     max_depth: Annotated[float, typer.Option(help="disp_to_depth's maximum depth.", rich_help_panel=_MODEL)] = 100.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.", rich_help_panel=_MODEL)] = 16,
     num_workers: Annotated[Optional[int], typer.Option(
-        min=0, help="Image-loading processes [default: min(12, CPUs)].", rich_help_panel=_MODEL)] = None,
+        min=0, help="Image-loading processes (default: min(12, CPUs)).", rich_help_panel=_MODEL)] = None,
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,

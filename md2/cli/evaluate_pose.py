@@ -30,19 +30,19 @@ def command(
     data_path: Annotated[Path, typer.Option(
         help="The KITTI odometry folder (sequences/, poses/).", rich_help_panel=_DATA)] = Path("kitti_data"),
     splits_dir: Annotated[Optional[Path], typer.Option(
-        help="The folder holding the split folders (odom/) [default: md2's splits].", rich_help_panel=_DATA)] = None,
+        help="The folder holding the split folders (odom/) (default: md2's splits).", rich_help_panel=_DATA)] = None,
     png: Annotated[bool, typer.Option("--png", help="Images are .png, not .jpg.", rich_help_panel=_DATA)] = False,
     height: Annotated[int, typer.Option(help="Input height in pixels.", rich_help_panel=_MODEL)] = 192,
     width: Annotated[int, typer.Option(help="Input width in pixels.", rich_help_panel=_MODEL)] = 640,
     num_layers: Annotated[Optional[int], typer.Option(
-        help="ResNet depth of the pose encoder [default: read from the checkpoint].", rich_help_panel=_MODEL)] = None,
+        help="ResNet depth of the pose encoder (default: read from the checkpoint).", rich_help_panel=_MODEL)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frame pairs per network pass.", rich_help_panel=_MODEL)] = 16,
     num_workers: Annotated[Optional[int], typer.Option(
-        min=0, help="Image-loading processes [default: min(12, CPUs)].", rich_help_panel=_MODEL)] = None,
+        min=0, help="Image-loading processes (default: min(12, CPUs)).", rich_help_panel=_MODEL)] = None,
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
     eval_out_dir: Annotated[Optional[Path], typer.Option(
-        help="Where poses.npy goes [default: the weights folder].", rich_help_panel=_OUT)] = None,
+        help="Where poses.npy goes (default: the weights folder).", rich_help_panel=_OUT)] = None,
     plot: Annotated[Optional[Path], typer.Option(
         help="Draw the predicted and true trajectories seen from above into FILE.png.", rich_help_panel=_OUT)] = None,
     json_path: Annotated[Optional[Path], typer.Option(
