@@ -23,12 +23,12 @@ EPILOG = (
 
 def command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (see --ext) or glob patterns.")],
-    model: Annotated[Optional[str], typer.Option(help="Pretrained model name [default: mono+stereo_640x192].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Pretrained model name (default: mono+stereo_640x192).")] = None,
     weights: Annotated[
         Optional[Path], typer.Option("--weights", "--load-weights-folder", help="A weights folder instead of --model.")
     ] = None,
     ext: Annotated[str, typer.Option(help="Image extension to look for in folders.")] = "jpg",
-    output_dir: Annotated[Optional[Path], typer.Option(help="Write outputs here [default: beside each image].")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Write outputs here (default: beside each image).")] = None,
     pred_metric_depth: Annotated[
         bool, typer.Option(help="Write NAME_depth.npy (metric depth = 5.4 x depth) instead of NAME_disp.npy.")
     ] = False,
