@@ -28,7 +28,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - "help" i
 class DataConfig:
     data_path: str = _opt("kitti_data", "Folder holding the KITTI data.")
     split: str = _opt("eigen_zhou", "Training split: eigen_zhou, eigen_full, odom, benchmark or your own.")
-    splits_dir: str | None = _opt(None, "Folder holding split folders [default: md2's cache of the official lists].")
+    splits_dir: str | None = _opt(None, "Folder holding split folders (default: md2's cache of the official lists).")
     dataset: str = _opt("kitti", "Dataset reader: kitti, kitti_odom, kitti_depth.",
                         choices=("kitti", "kitti_odom", "kitti_depth"))
     png: bool = _opt(False, "Read .png images instead of .jpg.")
