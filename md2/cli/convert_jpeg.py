@@ -15,7 +15,7 @@ EPILOG = ("Examples:  md2 convert-jpeg kitti_data  |  md2 convert-jpeg kitti_dat
 
 def command(
     data_path: Annotated[Path, typer.Argument(help="The KITTI folder (or any folder below it).")] = Path("kitti_data"),
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes [default: all cores].")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes (default: all cores).")] = None,
     keep_png: Annotated[bool, typer.Option("--keep-png", help="Keep each PNG beside its JPEG.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:

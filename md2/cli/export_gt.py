@@ -1,4 +1,4 @@
-"""Export the ground-truth depth maps of a test split to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
+"""Export a test split's ground-truth depth maps to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ def command(
     data_path: Annotated[Path, typer.Option(help="The KITTI folder.")] = Path("kitti_data"),
     split: Annotated[str, typer.Option(help="eigen, eigen_benchmark, or your own split folder's name.")] = "eigen",
     splits_dir: Annotated[Optional[Path], typer.Option(
-        help="Folder holding split folders (DIR/SPLIT/test_files.txt) [default: md2's cache of the official "
-             "lists].")] = None,
+        help="Folder holding split folders (DIR/SPLIT/test_files.txt; default: md2's cache of the official "
+             "lists).")] = None,
     source: Annotated[Optional[str], typer.Option(
-        help="lidar (velodyne scans) or benchmark (proj_depth ground-truth PNGs) [default: benchmark for "
-             "eigen_benchmark; lidar otherwise, or the PNGs when a split of your own has no scans].")] = None,
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Frames read in parallel [default: all cores].")] = None,
+        help="lidar (velodyne scans) or benchmark (proj_depth ground-truth PNGs) (default: benchmark for "
+             "eigen_benchmark; lidar otherwise, or the PNGs when a split of your own has no scans).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Frames read in parallel (default: all cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
-    """Export the ground-truth depth maps of a test split to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
+    """Export a test split's ground-truth depth maps to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
     import zipfile
 
     from rich.console import Console

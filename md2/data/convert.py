@@ -5,9 +5,10 @@ quantisation tables scaled for quality 92 and, with ``subsampling=2``, sampling 
 Grayscale PNGs (image_00/01) stay one-channel JPEGs, as ImageMagick writes them.
 
 Safety: each JPEG is written under a unique temporary name, fsynced, re-opened and decoded in full at the PNG's
-size, then renamed (so a .jpg is always complete); only after the folder is fsynced is the PNG deleted. Killed at any moment, every frame is a valid PNG or a valid JPEG
-(at worst both, plus a stale temporary file that the next run removes). Two runs on one tree at the same time
-are not supported (each removes the other's temporary files at start).
+size, then renamed (so a .jpg is always complete); only after the folder is fsynced is the PNG deleted. Killed
+at any moment, every frame is a valid PNG or a valid JPEG (at worst both, plus a stale temporary file that the
+next run removes). Two runs on one tree at the same time are not supported (each removes the other's temporary
+files at start).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,10 +79,8 @@ def _exit_with(parent: int) -> None:
             time.sleep(0.2)
             try:
                 os.kill(parent, 0)
-            except ProcessLookupError:
+            except OSError:  # no such process (or, the pid reused, someone else's): the parent is gone
                 os._exit(1)
-            except PermissionError:
-                pass
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -110,6 +110,9 @@ def parallel_batches(work: Callable[..., list], batches: Sequence[list], extra: 
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield future.result()
+    except BrokenProcessPool:
+        raise DataError("a worker process died (killed, or out of memory?); run the same command again to "
+                        "resume") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -186,16 +189,12 @@ def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
 def _fsync_folder(folder: Path) -> None:
     """Make the renames in ``folder`` durable before PNGs are deleted (a power cut cannot then lose both names);
     a no-op where folders cannot be opened (Windows)."""
-    try:
+    with contextlib.suppress(OSError):
         handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
 
 
 def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:

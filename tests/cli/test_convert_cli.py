@@ -151,3 +151,40 @@ def test_a_full_disk_is_one_clear_line_and_keeps_every_png(tree, tmp_path):
     assert len(lines) == 1 and "cannot write" in lines[0] and ".jpg" in lines[0] and "File too large" in lines[0]
     assert {png: hashlib.sha256(png.read_bytes()).hexdigest() for png in pngs} == digests
     assert not list(tree.rglob("*.jpg")) and not list(tree.rglob("*.tmp"))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_a_worker_that_dies_is_one_clear_line_and_a_rerun_finishes(bigger, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(bigger, root)
+    expected = frame_sizes(root)
+    process = subprocess.Popen([MD2, "convert-jpeg", str(root), "--jobs", "2"], start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.time() + 30
+    while not workers and time.time() < deadline and process.poll() is None:
+        workers = [worker for child in _children(process.pid) for worker in _children(child)]
+        time.sleep(0.01)
+    assert workers, "no worker processes seen"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    wait_for_group_exit(process.pid)
+    assert process.returncode == 1 and "worker process died" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert_every_frame_is_intact(root, expected)
+    assert run_md2("convert-jpeg", str(root), "--quiet").returncode == 0
+    assert camera_pngs(root) == [] and not list(root.rglob("*.tmp"))
+    assert_every_frame_is_intact(root, expected)

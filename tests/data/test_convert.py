@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from md2.data.convert import QUALITY, camera_pngs, convert_tree
+from md2.data.convert import camera_pngs, convert_tree
 from md2.errors import DataError
 
 # JPEG spec (ITU T.81) Annex K tables K.1 (luminance) and K.2 (chrominance), in row-major order.
@@ -70,8 +70,8 @@ def test_jpegs_have_the_reference_sampling_factors_and_quality_92_tables(tree):
         assert not png.exists()
         assert sof0_sampling_factors(jpeg) == [(2, 2), (1, 1), (1, 1)]
         with Image.open(jpeg) as image:
-            assert list(image.quantization[0]) == ijg_scaled(IJG_LUMA, QUALITY)
-            assert list(image.quantization[1]) == ijg_scaled(IJG_CHROMA, QUALITY)
+            assert list(image.quantization[0]) == ijg_scaled(IJG_LUMA, 92)
+            assert list(image.quantization[1]) == ijg_scaled(IJG_CHROMA, 92)
         decoded = pixels(jpeg)
         assert decoded.shape == original.shape
         psnr = 10 * np.log10(255 ** 2 / np.mean((decoded - original) ** 2))
@@ -117,7 +117,7 @@ def test_grayscale_cameras_stay_single_channel(tree):
     convert_tree(gray.parent, jobs=1, progress=False)
     jpeg = gray.with_suffix(".jpg")
     with Image.open(jpeg) as image:
-        assert image.mode == "L" and list(image.quantization[0]) == ijg_scaled(IJG_LUMA, QUALITY)
+        assert image.mode == "L" and list(image.quantization[0]) == ijg_scaled(IJG_LUMA, 92)
     assert len(sof0_sampling_factors(jpeg)) == 1
 
 
