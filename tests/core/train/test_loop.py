@@ -124,3 +124,19 @@ def test_cli_trains_and_refuses_bad_combinations(synth_raw, tmp_path):
         refused = run_md2("train", *common, "--model-name", "bad", *bad)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, bad
     assert not (tmp_path / "bad").exists()
+
+
+def test_finetuning_starts_from_the_named_models(synth_raw, tmp_path):
+    from md2.core.checkpoint import load_state_dict_file
+    from md2.core.train.loop import Run
+
+    first = run_training(tiny_config(synth_raw, tmp_path / "a"))
+    weights = first / "models" / "weights_0"
+    config = tiny_config(synth_raw, tmp_path / "b", load_weights_folder=str(weights), models_to_load="encoder,depth")
+    run = Run(config, distributed.setup("cpu"))
+    for name in ("encoder", "depth"):
+        saved = load_state_dict_file(weights / f"{name}.pth")
+        for key, value in run.models[name].state_dict().items():
+            assert torch.equal(value, saved[key]), (name, key)
+    pose = load_state_dict_file(weights / "pose.pth")
+    assert not all(torch.equal(v, pose[k]) for k, v in run.models["pose"].state_dict().items())
