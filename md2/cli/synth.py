@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -32,6 +32,7 @@ def command(
     lidar: Annotated[bool, typer.Option("--lidar/--no-lidar", help="Write the velodyne scans.")] = True,
     odometry: Annotated[bool, typer.Option(help="Also the odometry layout: sequences/NN and poses/NN.txt.")] = False,
     depth_benchmark: Annotated[bool, typer.Option(help="Also proj_depth/groundtruth PNGs.")] = False,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes [default: all cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Write a synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
@@ -45,6 +46,6 @@ def command(
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                   disable=quiet or total < PROGRESS_FROM, transient=True) as progress:
         task = progress.add_task("synth", total=total)
-        generate_dataset(out, options, on_frame=lambda: progress.advance(task))
+        generate_dataset(out, options, on_frame=lambda: progress.advance(task), jobs=jobs)
     console.print(f"wrote {drives} drives x {frames} frames ({width}x{height}) to {out}; "
                   f"splits in {out / 'splits'}", highlight=False)

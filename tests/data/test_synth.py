@@ -262,6 +262,17 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_differs(tmp_path):
     assert image(first, 0, 1).tolist() != image(first, 1, 1).tolist()  # drives differ too
 
 
+def test_parallel_processes_write_the_same_bytes(tmp_path, monkeypatch):
+    import md2.data.synth.writer as writer
+
+    options = SynthOptions(drives=2, frames=3, width=48, height=16, odometry=True)
+    sequential = generate_dataset(tmp_path / "a", options, jobs=1)
+    monkeypatch.setattr(writer, "PARALLEL_FROM", 0)  # parallel even for this tiny dataset
+    done = []
+    parallel = generate_dataset(tmp_path / "b", options, on_frame=lambda: done.append(1), jobs=2)
+    assert digest(sequential) == digest(parallel) and len(done) == 6
+
+
 @pytest.mark.parametrize("fields, message", [({"frames": 2}, "frames"), ({"drives": 0}, "drives"),
                                              ({"seed": -1}, "seed"), ({"ext": "bmp"}, "bmp"),
                                              ({"width": 4}, "width")])

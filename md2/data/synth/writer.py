@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +61,21 @@ def drive_poses(seed: int, index: int, frames: int) -> np.ndarray:
     written with ``seed`` and ``frames``. The world is the first frame's camera (x right, y down, z forward), so
     poses[0] is the identity and the relative pose taking frame j's camera coordinates to frame k's is
     inv(poses[k]) @ poses[j]."""
-    return drive_scene(seed, index, frames).poses
+    return _scene(seed, index, frames).poses.copy()
+
+
+PARALLEL_FROM = 8 * 1242 * 375
+"""Pixels (frames x width x height) from which worker processes pay for their start-up (~1 s)."""
 
 
 def generate_dataset(out: Path | str, options: SynthOptions | None = None,
-                     on_frame: Callable[[], None] | None = None, **fields) -> Path:
+                     on_frame: Callable[[], None] | None = None, *, jobs: int | None = 1, **fields) -> Path:
     """Write synthetic drives under ``out`` in the KITTI layouts; returns ``out`` as a Path.
 
     Options come as a :class:`SynthOptions` or as its fields: ``generate_dataset(out, drives=1, frames=5)``.
-    ``on_frame`` is called after each frame is written (progress bars).
+    ``on_frame`` is called after each frame is written (progress bars). ``jobs``: processes rendering frames
+    at once (None: all cores); used only for datasets large enough to gain from it. The bytes written do not
+    depend on ``jobs``.
 
     Written (DRIVE = 2011_09_26/2011_09_26_drive_00NN_sync, FRAME = 10 digits, EXT = png or jpg):
 
@@ -79,27 +89,69 @@ def generate_dataset(out: Path | str, options: SynthOptions | None = None,
     * with ``odometry``: drive i also as sequence 9 + i: OUT/sequences/NN/image_{2,3}/NNNNNN.EXT,
       calib.txt, times.txt, and OUT/poses/NN.txt;
     * split files: see :func:`md2.data.synth.splits.write_splits`.
+
+    Every file is written under a temporary name and renamed.
     """
     options = options if options is not None else SynthOptions(**fields)
     out = Path(out)
-    camera = Camera(options.width, options.height)
-    write_calibration(out / DATE, camera)
-    for drive in range(options.drives):
-        scene = drive_scene(options.seed, drive, options.frames)
-        for frame in range(options.frames):
-            _write_frame(out, drive, frame, scene, camera, options)
+    write_calibration(out / DATE, Camera(options.width, options.height))
+    tasks = [(drive, frame) for drive in range(options.drives) for frame in range(options.frames)]
+    jobs = min(jobs or _available_cpus(), len(tasks))
+    if jobs > 1 and len(tasks) * options.width * options.height >= PARALLEL_FROM:
+        _write_in_parallel(out, options, tasks, jobs, on_frame)
+    else:
+        for drive, frame in tasks:
+            _write_frame(out, options, drive, frame)
             if on_frame is not None:
                 on_frame()
-        if options.odometry:
-            write_odometry_files(out, ODOMETRY_FIRST_SEQUENCE + drive, scene.poses, camera)
+    if options.odometry:
+        for drive in range(options.drives):
+            poses = _scene(options.seed, drive, options.frames).poses
+            write_odometry_files(out, ODOMETRY_FIRST_SEQUENCE + drive, poses, Camera(options.width, options.height))
     write_splits(out, options.drives, options.frames, options.odometry)
     return out
 
 
-def _write_frame(out: Path, drive: int, frame: int, scene: Scene, camera: Camera, options: SynthOptions) -> None:
+def _available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=2)
+def _scene(seed: int, drive: int, frames: int) -> Scene:
+    """drive_scene, built once per drive and process (frames are written drive by drive)."""
+    return drive_scene(seed, drive, frames)
+
+
+def _write_in_parallel(out: Path, options: SynthOptions, tasks: list[tuple[int, int]], jobs: int,
+                       on_frame: Callable[[], None] | None) -> None:
+    """_write_frame for every (drive, frame) in ``jobs`` fresh processes, at most 2 * jobs frames queued."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    queue, pending = iter(tasks), set[Future]()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method)) as pool:
+        try:
+            while True:
+                for drive, frame in queue:
+                    pending.add(pool.submit(_write_frame, out, options, drive, frame))
+                    if len(pending) >= 2 * jobs:
+                        break
+                if not pending:
+                    return
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()  # re-raises a worker's error here
+                    if on_frame is not None:
+                        on_frame()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _write_frame(out: Path, options: SynthOptions, drive: int, frame: int) -> None:
     """Both camera images (and their odometry copies), the exact depths and the scan of one frame."""
     from md2.data.calib import generate_depth_map
 
+    scene = _scene(options.seed, drive, options.frames)
+    camera = Camera(options.width, options.height)
     folder = out / drive_name(drive)
     sequence = out / "sequences" / f"{ODOMETRY_FIRST_SEQUENCE + drive:02d}"
     pose = scene.poses[frame]
