@@ -37,4 +37,4 @@ def command(
     with zipfile.ZipFile(path) as archive:  # the count as written, read from the archive's directory
         count = len(archive.namelist())
     Console(stderr=True, quiet=quiet, highlight=False).print(
-        f"wrote {count} ground-truth depth maps to {escape(str(path))}", soft_wrap=True)
+        f"wrote {count} ground-truth depth map{'s' if count != 1 else ''} to {escape(str(path))}", soft_wrap=True)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +72,27 @@ def test_bad_input_is_one_line_with_the_exit_code(synth_raw, splits, tmp_path, a
     assert result.returncode == code
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
     assert not list(splits.rglob("gt_depths.npz"))
+
+
+def test_a_full_disk_is_one_line_and_the_earlier_file_survives(synth_raw, splits):
+    args = ["export-gt", "--data-path", str(synth_raw), "--split", "eigen", "--splits-dir", str(splits)]
+    assert run_md2(*args, "--source", "benchmark").returncode == 0
+    earlier = (splits / "eigen" / "gt_depths.npz").read_bytes()
+    limit = 4096
+    assert len(earlier) > limit
+
+    def full_disk() -> None:
+        # Writes past RLIMIT_FSIZE fail with EFBIG once SIGXFSZ is ignored: a disk that is full for this process.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    env = {key: value for key, value in os.environ.items() if key != "MD2_DEBUG"}
+    md2 = os.path.join(os.path.dirname(sys.executable), "md2")
+    result = subprocess.run([md2, *args, "--source", "lidar"], capture_output=True, text=True, timeout=120,
+                            env={**env, "COLUMNS": "200"}, preexec_fn=full_disk)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write" in lines[0] and "gt_depths.npz" in lines[0]
+    assert (splits / "eigen" / "gt_depths.npz").read_bytes() == earlier
+    assert sorted(p.name for p in (splits / "eigen").iterdir()) == ["gt_depths.npz", "test_files.txt",
+                                                                    "train_files.txt", "val_files.txt"]
