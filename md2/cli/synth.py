@@ -32,7 +32,7 @@ def command(
     lidar: Annotated[bool, typer.Option("--lidar/--no-lidar", help="Write the velodyne scans.")] = True,
     odometry: Annotated[bool, typer.Option(help="Also the odometry layout: sequences/NN and poses/NN.txt.")] = False,
     depth_benchmark: Annotated[bool, typer.Option(help="Also proj_depth/groundtruth PNGs.")] = False,
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes [default: all cores].")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes (default: all cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Write a synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
