@@ -84,4 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         context = getattr(error, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         fail(format_message() + hint, exit_code)
+    if code == 130:  # Ctrl-C inside a command: Typer returns the code without raising
+        fail("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)
