@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 
 from md2.core.evaluation.datasets import evaluation_loader, worker_batches
 from md2.core.geometry import transformation_from_parameters
-from md2.core.pose_metrics import compute_ate, dump_xyz, local_poses_from_global, trajectory_errors, umeyama_alignment
+from md2.core import pose_metrics
+from md2.core.pose_metrics import dump_xyz, local_poses_from_global, trajectory_errors, umeyama_alignment
 from md2.errors import DataError
 
 TRACK_LENGTH = 5
@@ -112,15 +113,7 @@ def snippet_errors(pred_poses: np.ndarray, gt_local_poses: np.ndarray,
     Returns:
         (N,) errors in the ground truth's units (metres).
     """
-    if len(pred_poses) != len(gt_local_poses):
-        raise DataError(f"{len(pred_poses)} predicted poses for {len(gt_local_poses)} ground-truth steps")
-    steps = track_length - 1
-    # One snippet per start 0 .. N-1 (the reference loops over its N + 1 frames minus one), the last holding
-    # a single step: md2.core.pose_metrics.snippet_errors stops one start earlier, so it is not used here.
-    errors = np.empty(len(gt_local_poses))
-    for i in range(len(gt_local_poses)):
-        errors[i] = compute_ate(dump_xyz(gt_local_poses[i:i + steps]), dump_xyz(pred_poses[i:i + steps]))
-    return errors
+    return pose_metrics.snippet_errors(gt_local_poses, pred_poses, track_length)
 
 
 def trajectory_positions(relative_poses: np.ndarray) -> np.ndarray:
