@@ -1,72 +1,135 @@
-"""Training and validation data for a run: split files -> datasets -> loaders with resumable, sharded order."""
+"""Training and validation data of a run: split files -> datasets -> loaders with a resumable, sharded order.
+
+The order of every epoch is a function of (seed, epoch) only and each sample's augmentation a function of
+(seed, epoch, index) (``md2.data.augment.draw_augmentation``), so an interrupted epoch resumes with exactly
+its remaining batches, whatever the number of loader workers.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator
+
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
-from md2.data.sample import collate_samples
+from md2.data.sample import Batch, collate_samples
 from md2.data.splits import read_split_file, split_file
-from md2.errors import DataError
+from md2.errors import DataError, MD2Error
+
+VAL_WORKERS = 2
+"""Loader workers for validation: one batch is needed per log, so more would only hold prefetched batches."""
 
 
-class EpochSampler(Sampler):
-    """Shuffled (epoch, index) keys, the same order for a given seed and epoch, sharded over processes.
+class EpochSampler(DistributedSampler):
+    """torch's DistributedSampler (shuffled with seed + epoch, padded to a multiple of the world size, every
+    world_size-th index for this rank), yielding ``(epoch, index)`` keys so that persistent workers draw the
+    right epoch's augmentation, and able to start ``start`` samples into this rank's share of the epoch."""
 
-    Like DistributedSampler (padding to a multiple of the world size), plus ``start``: the number of this
-    process's samples already consumed, so a resumed epoch continues with exactly the remaining batches.
-    """
+    def __init__(self, size: int, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=False)
+        self.start = 0
 
-    def __init__(self, size: int, seed: int, epoch: int, shuffle: bool = True, rank: int = 0, world_size: int = 1,
-                 start: int = 0) -> None:
-        self.size, self.seed, self.epoch, self.shuffle = size, seed, epoch, shuffle
-        self.rank, self.world_size, self.start = rank, world_size, start
-        self.per_rank = -(-size // world_size)
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """The epoch to iterate next and how many of this rank's samples of it are already done."""
+        self.set_epoch(epoch)
+        self.start = start
 
-    def _order(self) -> list[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        padded = order + order[: self.per_rank * self.world_size - self.size]
-        return padded[self.rank::self.world_size][self.start:]
-
-    def __iter__(self):
-        return iter([(self.epoch, index) for index in self._order()])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self.start:]
+        return iter([(self.epoch, index) for index in indices])
 
     def __len__(self) -> int:
-        return max(self.per_rank - self.start, 0)
+        return max(self.num_samples - self.start, 0)
 
 
 def build_dataset(config: TrainConfig, which: str, is_train: bool):
-    """The reader for split file ``which`` (train or val) of the configured split and dataset."""
+    """The reader (``--dataset``) over split file ``which`` (train or val) of ``--split``."""
     data = config.data
+    if not config.data_root.is_dir():
+        raise DataError(f"data folder not found: {config.data_root} (set --data-path)")
     path = split_file(data.split, which, data.splits_dir)
     lines = read_split_file(path)
     if not lines:
-        raise DataError(f"{path} lists no samples")
-    if not (config.data_root.is_dir()):
-        raise DataError(f"data folder not found: {config.data_root}")
+        raise DataError(f"no {which} samples: {path} is empty")
     reader = DATASETS[data.dataset]
     return reader(config.data_root, lines, data.height, data.width, data.frame_ids,
                   num_scales=len(config.model.scales), is_train=is_train,
                   img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed)
 
 
-def make_loader(dataset, config: TrainConfig, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1,
-                start_batch: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A loader over ``dataset`` for one epoch (drop_last as the reference), skipping ``start_batch`` batches."""
+def make_loader(dataset, config: TrainConfig, *, rank: int = 0, world_size: int = 1, workers: int | None = None,
+                pin_memory: bool = False) -> DataLoader:
+    """A loader over ``dataset`` in shuffled batches (the last partial one dropped, as the reference).
+
+    Its :class:`EpochSampler` (``loader.sampler``) chooses the epoch and the starting point before each pass.
+    Workers persist across epochs and start from a fresh interpreter (forkserver), not as forks of a process
+    whose thread pools (OpenMP, OpenCV, TensorBoard) may hold locks a forked child would wait on forever.
+    """
     batch = config.optim.batch_size
-    sampler = EpochSampler(len(dataset), config.run.seed, epoch, shuffle, rank, world_size, start_batch * batch)
-    workers = config.data.num_workers
-    # Its own generator: creating an iterator must not consume the global random state (exact resume).
-    generator = torch.Generator().manual_seed(config.run.seed * 100_003 + epoch + 7919 * rank)
-    # Workers start from a fresh interpreter (forkserver), not a fork of a process whose threads (OpenCV,
-    # BLAS, TensorBoard) may hold locks that a forked child would wait on forever.
+    if len(dataset) < batch * world_size:
+        raise DataError(f"{len(dataset)} samples are fewer than one batch of {batch} "
+                        f"x {world_size} process(es): lower --batch-size or use a larger split")
+    workers = config.data.num_workers if workers is None else workers
+    sampler = EpochSampler(len(dataset), seed=config.run.seed, shuffle=True, rank=rank, world_size=world_size)
+    context = None
+    if workers > 0:
+        context = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    # Its own generator (worker base seeds): starting the workers must not draw from the global random
+    # state, which the resumed run restores exactly.
+    generator = torch.Generator().manual_seed(config.run.seed + 7919 * rank)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
                       collate_fn=collate_samples, pin_memory=pin_memory, generator=generator,
-                      prefetch_factor=2 if workers else None, persistent_workers=False,
-                      multiprocessing_context="forkserver" if workers else None)
+                      persistent_workers=workers > 0, multiprocessing_context=context,
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+def batches(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+    """The batches of ``epoch`` from batch ``start_batch`` on. Errors of a loader worker (a missing or
+    corrupt image) come back as one line instead of the worker's traceback."""
+    loader.sampler.set_position(epoch, start_batch * loader.batch_size)
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except MD2Error as error:
+            raise type(error)(_worker_message(str(error))) from None
+        except RuntimeError as error:
+            if "DataLoader worker" not in str(error):
+                raise
+            raise DataError(f"a data loader worker stopped: {' '.join(str(error).split())}") from None
+        yield batch
+
+
+def _worker_message(text: str) -> str:
+    """The original message inside torch's "Caught DataError in DataLoader worker process 0 ..." text."""
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split("Error: ", 1)[1] if "Error: " in last else last
+
+
+class ValidationBatches:
+    """One validation batch per log, cycling through the shuffled val split epoch after epoch; ``position``
+    (batches taken so far) is part of the training state, so a resumed run validates on the same batches."""
+
+    def __init__(self, loader: DataLoader, position: int = 0) -> None:
+        self.loader, self.position = loader, position
+        self._iterator: Iterator[Batch] | None = None
+
+    def next(self) -> Batch:
+        per_epoch = self.loader.sampler.num_samples // self.loader.batch_size
+        if self._iterator is None:
+            epoch, done = divmod(self.position, per_epoch)
+            self._iterator = batches(self.loader, epoch, done)
+        batch = next(self._iterator, None)
+        if batch is None:  # the val split is used up: its next epoch
+            self._iterator = batches(self.loader, self.position // per_epoch)
+            batch = next(self._iterator)
+        self.position += 1
+        return batch

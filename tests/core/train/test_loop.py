@@ -1,142 +1,146 @@
-"""The training loop on synthetic drives: outputs on disk, exact resume, NaN stop, DDP, CLI."""
+"""The training loop on synthetic drives: what a run writes, the schedule, logging, NaN stop, fine-tuning,
+speed flags, clear errors. Splits of 2 samples with batch 2 make every epoch one step."""
 
 from __future__ import annotations
 
-import os
-import socket
+import warnings
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from rich.console import Console
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from md2.core.losses import SSIM
+from md2.core.checkpoint import load_module, load_state_dict_file
 from md2.core.train import distributed
-from md2.core.train.loop import resume_training, run_training
+from md2.core.train.config import build_config, load_yaml
+from md2.core.train.loop import Trainer, run_training
 from md2.core.train.models import build_models
-from md2.core.train.step import Warpers, training_step
-from md2.errors import MD2Error
-from tests.cli.test_app import run_md2
-from tests.core.train.helpers import batch_for, tiny_config
+from md2.core.train.state import read_state
+from md2.core.train.tb_logging import should_log
+from md2.errors import CheckpointError, DataError, MD2Error, UsageError
+from tests.core.train.helpers import tiny_config, tiny_split
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_run_writes_weights_options_and_events(synth_raw, tmp_path):
-    config = tiny_config(synth_raw, tmp_path, num_epochs=2, log_frequency=4, modality="mono+stereo")
+def test_run_writes_weights_options_events_and_state(synth_raw, tmp_path):
+    splits = tiny_split(synth_raw, tmp_path / "splits")
+    config = tiny_config(synth_raw, tmp_path, modality="mono+stereo", splits_dir=str(splits), num_epochs=2,
+                         log_frequency=1)
     log = run_training(config)
-    assert (log / "opt.yaml").is_file()
+    assert build_config(load_yaml(log / "opt.yaml")) == config
     assert sorted(p.name for p in (log / "models").iterdir()) == ["weights_0", "weights_1"]
-    assert {p.name for p in (log / "models" / "weights_1").iterdir()} >= {"encoder.pth", "depth.pth", "pose.pth",
-                                                                        "pose_encoder.pth", "adam.pth"}
-    assert list((log / "train").glob("events.out.tfevents.*")) and list((log / "val").glob("events.out.tfevents.*"))
+    for name, module in build_models(config).items():
+        load_module(module, log / "models" / "weights_1" / f"{name}.pth", strict=True)
+    assert {p.name for p in (log / "models" / "weights_1").iterdir()} == {
+        "encoder.pth", "depth.pth", "pose_encoder.pth", "pose.pth", "adam.pth"}
+    saved = read_state(log)
+    assert saved.weights == log / "models" / "weights_1" and saved.progress.step == 2
+    train = EventAccumulator(str(log / "train"), size_guidance={"images": 0})
+    train.Reload()
+    assert {"loss", "loss/0", "loss/3", "de/abs_rel", "de/a1", "learning_rate"} <= set(train.Tags()["scalars"])
+    assert [event.step for event in train.Scalars("loss")] == [0, 1]  # log_frequency 1: every step
+    assert {"color_0_0/0", "color_pred_s_0/1", "color_pred_-1_0/0", "disp_3/1", "automask_0/0"} <= set(
+        train.Tags()["images"])
+    val = EventAccumulator(str(log / "val"))
+    val.Reload()
+    assert len(val.Scalars("loss")) == 2 and "de/abs_rel" in val.Tags()["scalars"]
 
 
-def test_resume_after_an_interruption_continues_with_identical_losses(synth_raw, tmp_path):
-    straight: dict[int, float] = {}
-    run_training(tiny_config(synth_raw, tmp_path / "a", num_epochs=2), on_step=lambda s, l: straight.__setitem__(s, l))
-
-    def interrupt(step, loss):
-        if step == 5:
-            raise Interrupt
-    config = tiny_config(synth_raw, tmp_path / "b", num_epochs=2, save_every_steps=3)
-    with pytest.raises(Interrupt):
-        run_training(config, on_step=interrupt)
-    resumed: dict[int, float] = {}
-    resume_training(config.log_path, on_step=lambda s, l: resumed.__setitem__(s, l))
-    assert min(resumed) == 3 and max(resumed) == max(straight)
-    for step, loss in resumed.items():
-        assert loss == pytest.approx(straight[step], rel=1e-6, abs=1e-7), step
+def test_log_cadence_is_the_references():
+    # Epochs of 100 batches: the batch index restarts at 0, so the first 2000 steps log at every epoch start.
+    early = [step for step in range(2000) if should_log(step % 100, step, 250)]
+    assert early == list(range(0, 2000, 100))
+    assert [s for s in range(1000) if should_log(s, s, 250)] == [0, 250, 500, 750]
+    late = [step for step in range(2000, 9000) if should_log(step, step, 250)]
+    assert late == [2000, 4000, 6000, 8000]
 
 
-def test_a_nan_loss_stops_with_the_step_named(synth_raw, tmp_path):
-    config = tiny_config(synth_raw, tmp_path, learning_rate=1e30, num_epochs=3)
-    with pytest.raises(MD2Error, match="NaN or infinite at step"):
+def test_learning_rate_drops_after_step_size_minus_one_epochs(synth_raw, tmp_path):
+    splits = tiny_split(synth_raw, tmp_path / "splits")
+    config = tiny_config(synth_raw, tmp_path, splits_dir=str(splits), num_epochs=3, scheduler_step_size=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = run_training(config)
+    rates = [load_state_dict_file(log / "models" / f"weights_{e}" / "adam.pth")["param_groups"][0]["lr"]
+             for e in range(3)]
+    # The scheduler steps at the start of every epoch: with step size 2 the rate drops after ONE epoch.
+    assert rates == pytest.approx([1e-4, 1e-5, 1e-5])
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_a_nan_loss_stops_with_the_step_named_and_the_last_state_intact(synth_raw, tmp_path):
+    splits = tiny_split(synth_raw, tmp_path / "splits", train=6)
+    config = tiny_config(synth_raw, tmp_path, splits_dir=str(splits), learning_rate=1e30, save_every_steps=1)
+    with pytest.raises(MD2Error, match=r"NaN or infinite at step 1\b"):
         run_training(config)
+    saved = read_state(config.log_path)
+    assert saved.progress.step == 1  # saved after step 0; step 1's loss was NaN, so nothing after it
+    for name, module in build_models(config).items():
+        load_module(module, saved.weights / f"{name}.pth")
+        assert all(torch.isfinite(value).all() for value in module.state_dict().values())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _trainer(config) -> Trainer:
+    return Trainer(config, distributed.setup("cpu"), Console(quiet=True))
 
 
-def _gradients(models):
-    return {f"{n}.{k}": p.grad.detach().clone() for n, m in models.items() for k, p in m.named_parameters()
-            if p.grad is not None}
+def test_fine_tuning_loads_the_named_models_and_adam(synth_raw, tmp_path):
+    splits = tiny_split(synth_raw, tmp_path / "splits")
+    first = run_training(tiny_config(synth_raw, tmp_path / "a", splits_dir=str(splits)))
+    folder = first / "models" / "weights_0"
+    config = tiny_config(synth_raw, tmp_path / "b", splits_dir=str(splits), load_weights_folder=str(folder),
+                         models_to_load="encoder,depth", seed=1)
+    trainer = _trainer(config)
+    trainer.load_pretrained(folder)
+    for name in ("encoder", "depth", "pose"):
+        saved = load_state_dict_file(folder / f"{name}.pth")
+        same = all(torch.equal(value, saved[key]) for key, value in trainer.models[name].state_dict().items())
+        assert same == (name != "pose"), name
+    assert trainer.optimizer.state_dict()["state"]  # Adam's moments came from adam.pth
 
 
-def _worker(rank, port, data, tmp, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
-    placement = distributed.setup("cpu")
-    config = tiny_config(data, tmp, disable_automasking=True, batch_size=1)
-    torch.manual_seed(0)
-    models = build_models(config).eval()  # BatchNorm on running statistics: samples are independent
-    net = distributed.wrap(models, placement)
-    batch = batch_for(config, data, count=2)
-    shard = batch_for(config, data, lines=None, count=2)
-    own = type(batch)(**{**shard.__dict__})
-    index = slice(rank, rank + 1)
-    own.color = {f: [t[index] for t in v] for f, v in shard.color.items()}
-    own.color_aug = {f: [t[index] for t in v] for f, v in shard.color_aug.items()}
-    own.K, own.inv_K = [k[index] for k in shard.K], [k[index] for k in shard.inv_K]
-    own.index, own.flipped = shard.index[index], shard.flipped[index]
-    losses, _ = training_step(net, own, config, Warpers(64, 192, 4), SSIM())
-    losses["loss"].backward()
-    if rank == 0:
-        queue.put({k: v.numpy() for k, v in _gradients(models).items()})
-    distributed.teardown(placement)
+@pytest.mark.parametrize("flags", [{"amp": True}, {"channels_last": True}], ids=["amp", "channels_last"])
+def test_speed_flags_train_like_the_plain_path(synth_raw, tmp_path, flags):
+    splits = tiny_split(synth_raw, tmp_path / "splits")
+    losses = {}
+    for name, options in (("plain", {}), ("fast", flags)):
+        config = tiny_config(synth_raw, tmp_path / name, splits_dir=str(splits), **options)
+        run_training(config, on_step=lambda step, loss, name=name: losses.setdefault(name, loss))
+    tolerance = 1e-2 if flags.get("amp") else 1e-5  # bf16 networks vs float32 (see test_step)
+    assert losses["fast"] == pytest.approx(losses["plain"], rel=tolerance)
 
 
-def test_two_gloo_processes_give_the_gradients_of_the_combined_batch(synth_raw, tmp_path):
-    context = mp.get_context("spawn")
-    queue = context.SimpleQueue()
-    port = _free_port()
-    processes = [context.Process(target=_worker, args=(rank, port, synth_raw, tmp_path, queue)) for rank in range(2)]
-    for process in processes:
-        process.start()
-    distributed_grads = queue.get()
-    for process in processes:
-        process.join(timeout=120)
-        assert process.exitcode == 0
-    config = tiny_config(synth_raw, tmp_path, disable_automasking=True, batch_size=2)
-    torch.manual_seed(0)
-    models = build_models(config).eval()
-    losses, _ = training_step(models, batch_for(config, synth_raw, count=2), config, Warpers(64, 192, 4), SSIM())
-    losses["loss"].backward()
-    single = _gradients(models)
-    assert set(single) == set(distributed_grads)
-    worst = max(float((torch.from_numpy(distributed_grads[n]) - g).norm() / (g.norm() + 1e-12))
-                for n, g in single.items() if g.norm() > 0)
-    # Float32 sums in a different order (two half batches + all-reduce): relative differences ~1e-5.
-    assert worst < 1e-3, worst
+def _missing_data(config, tmp_path):
+    return {"data_path": str(tmp_path / "nowhere")}, DataError, "data folder not found"
 
 
-def test_cli_trains_and_refuses_bad_combinations(synth_raw, tmp_path):
-    common = ["--data-path", str(synth_raw), "--splits-dir", str(synth_raw / "splits"), "--split", "synth", "--png",
-              "--height", "64", "--width", "192", "--batch-size", "2", "--num-workers", "0", "--weights-init",
-              "scratch", "--log-dir", str(tmp_path), "--num-epochs", "1"]
-    result = run_md2("train", *common, "--model-name", "cli", "--modality", "stereo")
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "cli" / "models" / "weights_0" / "encoder.pth").is_file()
-    for bad in (["--frame-ids", "1,0"], ["--height", "100"], ["--predictive-mask"], ["--frame-ids", "0"]):
-        refused = run_md2("train", *common, "--model-name", "bad", *bad)
-        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, bad
-    assert not (tmp_path / "bad").exists()
+def _empty_split(config, tmp_path):
+    splits = tiny_split(config.data_root, tmp_path / "splits")
+    (splits / "synth" / "train_files.txt").write_text("")
+    return {"splits_dir": str(splits)}, DataError, "no train samples"
 
 
-def test_finetuning_starts_from_the_named_models(synth_raw, tmp_path):
-    from md2.core.checkpoint import load_state_dict_file
-    from md2.core.train.loop import Run
+def _missing_split(config, tmp_path):
+    return {"split": "nosuch"}, DataError, "no split 'nosuch'"
 
-    first = run_training(tiny_config(synth_raw, tmp_path / "a"))
-    weights = first / "models" / "weights_0"
-    config = tiny_config(synth_raw, tmp_path / "b", load_weights_folder=str(weights), models_to_load="encoder,depth")
-    run = Run(config, distributed.setup("cpu"))
-    for name in ("encoder", "depth"):
-        saved = load_state_dict_file(weights / f"{name}.pth")
-        for key, value in run.models[name].state_dict().items():
-            assert torch.equal(value, saved[key]), (name, key)
-    pose = load_state_dict_file(weights / "pose.pth")
-    assert not all(torch.equal(v, pose[k]) for k, v in run.models["pose"].state_dict().items())
+
+def _too_few_samples(config, tmp_path):
+    return {"batch_size": 64}, DataError, "fewer than one batch of 64"
+
+
+def _missing_weights(config, tmp_path):
+    return {"load_weights_folder": str(tmp_path / "nothing")}, CheckpointError, "not found"
+
+
+@pytest.mark.parametrize("case", [_missing_data, _empty_split, _missing_split, _too_few_samples, _missing_weights])
+def test_clear_errors_before_training(synth_raw, tmp_path, case):
+    options, error, message = case(tiny_config(synth_raw, tmp_path), tmp_path)
+    with pytest.raises(error, match=message):
+        run_training(tiny_config(synth_raw, tmp_path, **options))
+    assert not (tmp_path / "logs" / "run" / "models").exists()
+
+
+def test_a_new_run_refuses_a_folder_holding_a_run(synth_raw, tmp_path):
+    config = tiny_config(synth_raw, tmp_path, splits_dir=str(tiny_split(synth_raw, tmp_path / "splits")))
+    run_training(config)
+    with pytest.raises(UsageError, match="--resume"):
+        run_training(config)

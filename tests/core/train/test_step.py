@@ -9,7 +9,8 @@ import torch
 from md2.core.checkpoint import load_module, save_weights_folder
 from md2.core.losses import SSIM
 from md2.core.train.models import build_models
-from md2.core.train.step import Warpers, compute_losses, synthesize_views, training_step, StepOutputs
+from md2.core.train.speed import accelerate, compile_networks
+from md2.core.train.step import StepOutputs, Warpers, compute_losses, synthesize_views, training_step
 from md2.data.splits import SplitLine
 from tests.core.train.helpers import batch_for, tiny_config
 
@@ -49,7 +50,10 @@ def test_every_variant_runs_a_step_with_a_finite_loss(synth_raw, tmp_path, optio
     assert torch.isfinite(losses["loss"]) and losses["loss"] > 0
     assert set(losses) == {"loss", "loss/0", "loss/1", "loss/2", "loss/3"}
     losses["loss"].backward()
-    assert all(p.grad is not None for p in models["depth"].parameters())
+    # Every trainable parameter takes part: what lets DDP run without find_unused_parameters.
+    missing = [f"{name}.{key}" for name, module in models.items() for key, p in module.named_parameters()
+               if p.requires_grad and p.grad is None]
+    assert not missing, missing[:3]
     sources = [f for f in config.frame_ids if f != 0]
     assert {key[0] for key in outputs.warped} == set(sources)
 
@@ -105,23 +109,25 @@ def test_weights_written_by_md2_load_back_strictly(synth_raw, tmp_path):
             assert torch.equal(value, models[name].state_dict()[key])
 
 
-@pytest.mark.parametrize("flag,tolerance", [("channels_last", 1e-5), ("amp", 0.05)])
-def test_speed_flags_give_the_same_loss(synth_raw, tmp_path, flag, tolerance):
+# bf16 keeps 8 bits of mantissa: network outputs differ by ~0.4% each, the mean loss by far less.
+@pytest.mark.parametrize("flags,tolerance", [({"channels_last": True}, 1e-5), ({"amp": True}, 1e-2),
+                                             ({"amp": True, "channels_last": True}, 1e-2)],
+                         ids=["channels_last", "amp", "amp+channels_last"])
+def test_speed_flags_give_the_same_loss(synth_raw, tmp_path, flags, tolerance):
     config = tiny_config(synth_raw, tmp_path)
-    models, plain, _ = run_step(config, synth_raw)
-    models.eval()
+    models, _, _ = run_step(config, synth_raw)
+    models.eval()  # BatchNorm on running statistics: both passes see the same network
     batch = batch_for(config, synth_raw)
     warpers, ssim = Warpers(64, 192, 4), SSIM()
     torch.manual_seed(1)
-    reference = training_step(models, batch, config, warpers, ssim)[0]["loss"]
-    torch.manual_seed(1)
-    if flag == "channels_last":
+    reference = float(training_step(models, batch, config, warpers, ssim)[0]["loss"].detach())
+    if flags.get("channels_last"):
         models.to(memory_format=torch.channels_last)
-        fast = training_step(models, batch, config, warpers, ssim)[0]["loss"]
-    else:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast = training_step(models, batch, config, warpers, ssim)[0]["loss"]
-    assert abs(float(fast.detach()) - float(reference.detach())) <= tolerance * float(reference.detach())
+    fast_networks = accelerate(dict(models), torch.device("cpu"), amp=flags.get("amp", False),
+                               channels_last=flags.get("channels_last", False))
+    torch.manual_seed(1)
+    fast = float(training_step(fast_networks, batch, config, warpers, ssim)[0]["loss"].detach())
+    assert abs(fast - reference) <= tolerance * reference, (fast, reference)
 
 
 @pytest.mark.slow
@@ -132,7 +138,6 @@ def test_compiled_networks_give_the_same_loss(synth_raw, tmp_path):
     batch, warpers, ssim = batch_for(config, synth_raw), Warpers(64, 192, 4), SSIM()
     torch.manual_seed(1)
     reference = training_step(models, batch, config, warpers, ssim)[0]["loss"].detach()
-    compiled = torch.nn.ModuleDict({name: torch.compile(module) for name, module in models.items()})
     torch.manual_seed(1)
-    fast = training_step(compiled, batch, config, warpers, ssim)[0]["loss"].detach()
+    fast = training_step(compile_networks(models), batch, config, warpers, ssim)[0]["loss"].detach()
     assert abs(float(fast) - float(reference)) <= 1e-4 * float(reference)
