@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional, Union, get_args, get_origin, get_ty
 import typer
 
 from md2.core.train.config import MODALITIES, SECTIONS, build_config
+from md2.errors import UsageError
 
 NAME = "train"
 EPILOG = (
@@ -73,6 +74,9 @@ def command(ctx: typer.Context, **options: Any) -> None:
     options = {name: value for name, value in options.items() if _given(ctx, name)}
     if resume is not None:
         from md2.core.train.loop import resume_training
+
+        if modality is not None or config_file is not None:
+            raise UsageError("--resume continues a run with its saved options; --modality and --config do not apply")
 
         resume_training(resume, overrides=options)
         return

@@ -63,9 +63,10 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
                     on_step: OnStep | None = None) -> Path:
     """Continue the run in ``run_dir`` where its last saved state stopped (options in
     :data:`RESUMABLE_OVERRIDES` may change, e.g. ``num_epochs`` to train longer)."""
-    run_dir = Path(run_dir).expanduser()
+    run_dir, overrides = Path(run_dir).expanduser(), overrides or {}
+    _check_overrides(overrides)
     saved = state.read_state(run_dir)
-    config = resumed_config(saved.config, overrides or {}, run_dir)
+    config = resumed_config(saved.config, overrides, run_dir)
     placement = distributed.setup(config.run.device)
     try:
         trainer = Trainer(config, placement, console, on_step)
@@ -81,14 +82,19 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
 
 def resumed_config(saved: dict, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
     """The saved options with the allowed ``overrides``; LOG_DIR/MODEL_NAME become ``run_dir``'s."""
-    refused = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-    if refused:
-        shown = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise UsageError(f"--resume continues the run with its own options; {shown} cannot change "
-                         f"(allowed: {', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE_OVERRIDES))})")
+    _check_overrides(overrides)
     flat = {name: value for section in saved.values() for name, value in section.items()}
     flat.update(overrides, log_dir=str(run_dir.parent), model_name=run_dir.name)
     return from_flat(flat)
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    refused = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if refused:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+        raise UsageError(f"--resume continues the run with its own options; {', '.join(map(flag, refused))} "
+                         f"cannot change (allowed: {', '.join(map(flag, sorted(RESUMABLE_OVERRIDES)))})")
 
 
 def seed_everything(seed: int) -> None:
