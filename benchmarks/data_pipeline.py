@@ -1,6 +1,6 @@
 """Data pipeline speed: training samples per second of one worker, as issue 6 defines it.
 
-    python benchmarks/data_pipeline.py [--json out.json] [--data DIR] [--samples 60] [--repeats 5]
+    python -m benchmarks.data_pipeline [--json out.json] [--data DIR] [--samples 60] [--repeats 5]
 
 Writes synthetic KITTI-size drives (1242 x 375, PNG and JPEG) to a temporary folder unless ``--data`` names one
 made earlier (``md2 synth``-style layout with both image types), then measures after a warm-up, single-threaded
@@ -146,13 +146,13 @@ def breakdown(root: Path, repeats: int) -> dict[str, float]:
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--data", type=Path, help="a folder made by an earlier run (png/ and jpg/ inside)")
     parser.add_argument("--samples", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)  # what a DataLoader worker runs with
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as temporary:
@@ -171,6 +171,7 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    return results
 
 
 if __name__ == "__main__":

@@ -24,10 +24,15 @@ class DepthModel(nn.Module):
         super().__init__()
         self.encoder, self.decoder = predictor.encoder, predictor.decoder
         self.height, self.width, self.use_stereo = predictor.height, predictor.width, predictor.use_stereo
+        self.precision = predictor.precision
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(images))[0]
+        if self.precision == "fp32":
+            return self.decoder(self.encoder(images))[0]
+        with torch.autocast(images.device.type, dtype=torch.bfloat16):
+            disp = self.decoder(self.encoder(images.contiguous(memory_format=torch.channels_last)))[0]
+        return disp.float().contiguous()
 
     @torch.inference_mode()
     def predict_depth(self, image: Image.Image | np.ndarray) -> np.ndarray:
@@ -42,11 +47,13 @@ class DepthModel(nn.Module):
         return depth * STEREO_SCALE_FACTOR if self.use_stereo else depth
 
 
-def load_model(name_or_folder: str | Path = "mono+stereo_640x192", device: str = "auto") -> DepthModel:
-    """A pretrained model by name (downloaded once into the cache) or a weights folder, on ``device``."""
+def load_model(name_or_folder: str | Path = "mono+stereo_640x192", device: str = "auto",
+               precision: str = "fp32") -> DepthModel:
+    """A pretrained model by name (downloaded once into the cache) or a weights folder, on ``device``;
+    ``precision`` "bf16" or "auto" as :data:`md2.core.inference.PRECISIONS` (fp32 gives the reference's numbers)."""
     folder = Path(name_or_folder).expanduser()
     if not folder.is_dir():
         from md2.core.zoo import fetch_model
 
         folder = fetch_model(str(name_or_folder), progress=False)
-    return DepthModel(DepthPredictor.from_folder(folder, device=device))
+    return DepthModel(DepthPredictor.from_folder(folder, device=device, precision=precision))

@@ -79,25 +79,18 @@ def generate_depth_map(calib_dir: Path | str, velo_path: Path | str, cam: int = 
     """
     P_velo2im, (height, width) = velodyne_to_image(calib_dir, cam)
     velo = load_velodyne_points(velo_path)
-    velo = velo[velo[:, 0] >= 0, :]
-    projected = (P_velo2im @ velo.T).T
+    # Every point is projected and the x < 0 ones masked out with the off-image ones: the same points as
+    # filtering rows first, without copying the scan.
+    projected = velo @ P_velo2im.T
+    z = velo[:, 0].astype(np.float64) if vel_depth else projected[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):  # z = 0: inf/nan pixels, dropped below as in the reference
-        projected[:, :2] = projected[:, :2] / projected[:, 2][..., None]
-    if vel_depth:
-        projected[:, 2] = velo[:, 0]
-    u = np.round(projected[:, 0]) - 1
-    v = np.round(projected[:, 1]) - 1
-    with np.errstate(invalid="ignore"):
-        inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
-    u, v, z = u[inside].astype(np.int64), v[inside].astype(np.int64), projected[inside, 2]
-    depth = np.zeros((height, width))
-    # Several points on one pixel: the reference keeps the smallest depth. Sort by (pixel, depth) and keep the
-    # first point of each pixel; numpy leaves the winner of repeated fancy-index writes unspecified.
-    pixel = v * width + u
-    order = np.lexsort((z, pixel))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pixel[order[1:]] != pixel[order[:-1]]
-    nearest = order[first]
-    depth[v[nearest], u[nearest]] = z[nearest]
-    depth[depth < 0] = 0
-    return depth
+        u = np.round(projected[:, 0] / projected[:, 2]) - 1
+        v = np.round(projected[:, 1] / projected[:, 2]) - 1
+        inside = (velo[:, 0] >= 0) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    pixel = v[inside].astype(np.int64) * width + u[inside].astype(np.int64)
+    # Several points on one pixel: the reference keeps the smallest depth (numpy leaves the winner of repeated
+    # fancy-index writes unspecified; minimum.at is defined and fast).
+    depth = np.full(height * width, np.inf)
+    np.minimum.at(depth, pixel, z[inside])
+    depth[np.isinf(depth) | (depth < 0)] = 0
+    return depth.reshape(height, width)

@@ -1,0 +1,132 @@
+"""Depth inference speed: images per second of encoder + decoder, and ``md2 predict`` end to end.
+
+    python -m benchmarks.inference [--json out.json] [--repeats 5] [--images 100]
+
+Networks are randomly initialised ResNet-18 depth models (the speed does not depend on the weights). For
+640x192 and 1024x320, batch 1 and batch 4, fp32 and bf16 (autocast + channels_last; only where the machine
+computes bf16 natively unless --bf16-anyway: emulated bf16 is ~100x slower and tells nothing), the median
+rate and its share of the measured matmul peak. Then ``md2 predict`` over a folder of ``--images`` KITTI-size
+JPEGs (decode, LANCZOS resize, network, colour map, writing .npy and .jpeg), in process and as the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmarks.common import (DEPTH_GFLOP_640x192, machine, matmul_gflops, median_seconds, rate,
+                               share_of_peak)
+from md2.core.checkpoint import save_weights_folder
+from md2.core.inference import DepthPredictor, fast_bf16
+from md2.core.networks import DepthDecoder, ResnetEncoder
+from md2.core.predict import PredictOptions, collect_inputs, predict_images
+
+SIZES = ((640, 192), (1024, 320))
+BATCHES = (1, 4)
+REFERENCE = {"depth_640x192_batch_1_fp32_images_per_s": 7.9}
+TARGET = {"depth_640x192_images_per_s": 15.0, "predict_share_of_network_rate": 0.8}
+
+
+def network_rates(repeats: int, precisions: list[str], peaks: dict[str, float]) -> dict[str, dict]:
+    """Images per second of the depth network for each size, batch and precision."""
+    results = {}
+    for width, height in SIZES:
+        gflop = DEPTH_GFLOP_640x192 * (width * height) / (640 * 192)
+        for precision in precisions:
+            predictor = _random_predictor(height, width, precision)
+            for batch in BATCHES:
+                images = torch.rand(batch, 3, height, width)
+                seconds = median_seconds(lambda: predictor.disparity(images), repeats=repeats, warmup=2)
+                images_per_s = rate(batch, seconds)
+                results[f"{width}x{height}_batch_{batch}_{precision}"] = {
+                    "images_per_s": images_per_s,
+                    "share_of_matmul_peak": share_of_peak(images_per_s, gflop, peaks[precision]),
+                }
+    return results
+
+
+def predict_rates(count: int, folder: Path, precision: str) -> dict[str, float]:
+    """``md2 predict`` over ``count`` 1242x375 JPEGs: in process (predict_images) and as the command."""
+    weights = save_weights_folder(folder / "weights", _random_modules(), height=192, width=640, use_stereo=True)
+    images = folder / "images"
+    images.mkdir()
+    for index in range(count):
+        _street_photo(index).save(images / f"{index:04d}.jpg", quality=92)
+    predictor = DepthPredictor.from_folder(weights, device="cpu", precision=precision)
+    paths = collect_inputs([str(images)])
+    result = {}
+    for batch in (1, 4):
+        out = folder / f"out_{batch}"
+        start = time.perf_counter()
+        predict_images(predictor, paths, PredictOptions(output_dir=out, batch_size=batch))
+        result[f"in_process_batch_{batch}_images_per_s"] = rate(count, time.perf_counter() - start)
+        shutil.rmtree(out)
+    command = [sys.executable, "-m", "md2", "predict", str(images), "--weights", str(weights), "--output-dir",
+               str(folder / "out_cli"), "--batch-size", "4", "--precision", precision, "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    result["command_batch_4_images_per_s"] = rate(count, time.perf_counter() - start)
+    result["precision"] = precision
+    return result
+
+
+def _random_modules() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    encoder = ResnetEncoder(18)
+    return {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)}
+
+
+def _random_predictor(height: int, width: int, precision: str) -> DepthPredictor:
+    modules = _random_modules()
+    return DepthPredictor(modules["encoder"].eval(), modules["depth"].eval(), height, width, False,
+                          torch.device("cpu"), precision=precision)
+
+
+def _street_photo(seed: int) -> Image.Image:
+    """A KITTI-size picture with texture (JPEG decode time depends on content)."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(220, 40, 375)[:, None, None]
+    noise = rng.normal(0, 25, (375 // 3 + 1, 1242 // 3 + 1, 3)).repeat(3, 0).repeat(3, 1)[:375, :1242]
+    return Image.fromarray(np.clip(rows + noise, 0, 255).astype(np.uint8))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=100, help="images for the md2 predict measurement")
+    parser.add_argument("--bf16-anyway", action="store_true", help="measure bf16 even where it is emulated")
+    args = parser.parse_args(argv)
+    native = fast_bf16(torch.device("cpu"))
+    precisions = ["fp32"] + (["bf16"] if native or args.bf16_anyway else [])
+    peaks = {"fp32": matmul_gflops(torch.float32)}
+    peaks["bf16"] = matmul_gflops(torch.bfloat16, size=1024 if native else 256)
+    with tempfile.TemporaryDirectory() as temporary:
+        results = {
+            "machine": machine(), "matmul_gflops": peaks, "bf16_native": native,
+            "network": network_rates(args.repeats, precisions, peaks),
+            "predict": predict_rates(args.images, Path(temporary), "bf16" if native else "fp32"),
+            "reference": REFERENCE, "target": TARGET,
+        }
+    best = max(v["images_per_s"] for k, v in results["network"].items() if k.startswith("640x192_batch_4"))
+    results["predict"]["share_of_network_rate"] = round(results["predict"]["in_process_batch_4_images_per_s"]
+                                                        / best, 3)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
