@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         # Typer's parser errors (its own click or a vendored copy) carry exit_code and format_message.
         if type(error).__name__ == "Abort":
+            if isinstance(error.__cause__, EOFError):
+                # Typer turns any EOFError into Abort as if stdin had closed at a prompt; md2 has no prompts,
+                # so it is a reader's bug: keep its traceback instead of claiming an interruption.
+                raise error.__cause__ from None
             fail("interrupted", 130)
         format_message = getattr(error, "format_message", None)
         exit_code = getattr(error, "exit_code", None)

@@ -18,18 +18,23 @@ def command(
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes (default: all cores).")] = None,
     keep_png: Annotated[bool, typer.Option("--keep-png", help="Keep each PNG beside its JPEG.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the folder and settings used.")] = False,
 ) -> None:
     """Convert KITTI camera PNGs to JPEG (quality 92, 4:2:0) safely and resumably, deleting each PNG once verified."""
-    from rich.console import Console
-
+    from md2.cli.common import status_console
     from md2.data.convert import convert_tree
     from md2.errors import DataError
 
+    console = status_console(quiet, verbose)
     report = convert_tree(data_path, jobs=jobs, keep_png=keep_png, progress=not quiet)
-    saved = f"{report.bytes_saved / 1e6:.1f} MB " + ("smaller as JPEG (PNGs kept)" if keep_png else "saved")
-    Console(stderr=True, quiet=quiet, highlight=False).print(
-        f"{report.converted} images converted to JPEG, {report.skipped} already done, {len(report.failed)} failed; "
-        f"{saved}", soft_wrap=True)
-    if report.failed:
-        raise DataError(f"{len(report.failed)} PNGs could not be read and were left as they are; first: "
+    if report.failed:  # one line: the failure, with the summary in it
+        count = len(report.failed)
+        left = "PNGs could not be read, left as they are" if count > 1 else "PNG could not be read, left as it is"
+        raise DataError(f"{count} {left} ({report.converted} converted, {report.skipped} already done); first: "
                         f"{report.failed[0]}")
+    saved = f"{report.bytes_saved / 1e6:.1f} MB " + ("smaller as JPEG (PNGs kept)" if keep_png else "saved")
+    console.print(f"{report.converted} images converted to JPEG, {report.skipped} already done, 0 failed; {saved}",
+                  soft_wrap=True)
+    if verbose:
+        console.print(f"data folder {data_path.expanduser().resolve()}, {jobs or 'all'} jobs, "
+                      f"PNGs {'kept' if keep_png else 'deleted once their JPEG is verified'}", soft_wrap=True)

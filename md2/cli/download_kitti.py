@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from md2.cli.common import status_console
 from md2.data import kitti_download as kd
 from md2.errors import DataError
 
@@ -37,11 +38,16 @@ def command(
     dry_run: Annotated[bool, typer.Option(help="List the archives and the total size, download nothing.")] = False,
     splits_only: Annotated[bool, typer.Option(help="Only fetch the official split lists into md2's cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the settings used and one line per archive.")]
+    = False,
 ) -> None:
     """Download KITTI raw (all of it, or only the drives your splits use): resumable, verified, unpacked."""
     from md2.data.splits import cache_root, fetch_official
 
-    console = Console(stderr=True, quiet=quiet, highlight=False)
+    console = status_console(quiet, verbose)
+    if verbose:
+        console.print(f"output {output}, splits {', '.join(split) if split else 'all of the reference list'}, "
+                      f"mirror {base_url or kd.KITTI_RAW_URL}, {jobs} jobs", soft_wrap=True)
     if splits_only:
         paths = fetch_official(None, splits_url)
         console.print(f"{len(paths)} official split files in {cache_root()}")
@@ -50,7 +56,7 @@ def command(
         _dry_run(kd.archives_for(split, splits_dir, splits_url), output.expanduser(), base_url or kd.KITTI_RAW_URL,
                  jobs, keep_zips)
         return
-    with _RichReporter(console, quiet) as reporter:
+    with _RichReporter(console, quiet, verbose) as reporter:
         fetched = kd.download_kitti(output, split, splits_dir=splits_dir, base_url=base_url, splits_url=splits_url,
                                     jobs=jobs, keep_zips=keep_zips, reporter=reporter)
     console.print(f"{len(fetched)} archives downloaded and unpacked into {output}"
@@ -88,9 +94,10 @@ def _size(size: int | None) -> str:
 class _RichReporter(kd.Reporter):
     """Rich bars for md2.data.kitti_download.Reporter: one for all bytes, one per archive in flight."""
 
-    def __init__(self, console: Console, quiet: bool) -> None:
+    def __init__(self, console: Console, quiet: bool, verbose: bool = False) -> None:
+        self.console, self.verbose = console, verbose
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=console, disable=quiet)
+                            TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
         self.overall = self.bar.add_task("KITTI", total=None)
         self.tasks, self.done, self.count, self.finished_count, self.skipped = {}, {}, 0, 0, 0
 
@@ -123,6 +130,8 @@ class _RichReporter(kd.Reporter):
 
     def finished(self, archive) -> None:
         self.finished_count += 1
+        if self.verbose:
+            self.bar.console.print(f"  unpacked {archive.filename}")
         self.bar.update(self.tasks[archive], visible=False)
         self.bar.update(self.overall, description=self._overall_text())
 

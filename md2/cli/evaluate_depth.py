@@ -77,12 +77,15 @@ def command(
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting, before the run.")]
+    = False,
 ) -> None:
     """Evaluate depth on KITTI (Eigen, Eigen benchmark) or write benchmark PNGs: the reference's evaluate_depth.py."""
+    from md2.cli.common import print_settings, status_console
     from md2.core.evaluation.depth_job import DepthEvalSettings, check_settings, run_depth_evaluation
     from md2.core.evaluation.report import progress_stages, write_json
 
-    console = Console(stderr=True, quiet=quiet, highlight=False)
+    console = status_console(quiet, verbose)
     if model is not None and load_weights_folder is not None:
         raise UsageError("give --load-weights-folder or --model, not both")
     settings = DepthEvalSettings(
@@ -100,6 +103,8 @@ def command(
         settings = _with_folder(settings, zoo.fetch_model(model, progress=not quiet))
         if eval_out_dir is None:  # not into the model cache
             settings = replace(settings, eval_out_dir=Path("."))
+    if verbose:
+        print_settings(settings.as_dict(), console)
     with progress_stages(console) as progress:
         result = run_depth_evaluation(settings, progress)
     _print_results(result, console)

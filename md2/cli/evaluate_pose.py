@@ -48,17 +48,22 @@ def command(
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the errors and settings to this JSON file.", rich_help_panel=_OUT)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting, before the run.")]
+    = False,
 ) -> None:
     """Evaluate the pose network on KITTI odometry sequence 09 or 10: the reference's evaluate_pose.py."""
+    from md2.cli.common import print_settings, status_console
     from md2.core.evaluation.pose_job import PoseEvalSettings, run_pose_evaluation
     from md2.core.evaluation.report import progress_stages, write_json
 
-    console = Console(stderr=True, quiet=quiet, highlight=False)
+    console = status_console(quiet, verbose)
     settings = PoseEvalSettings(
         load_weights_folder=load_weights_folder, eval_split=eval_split, data_path=data_path, splits_dir=splits_dir,
         height=height, width=width, png=png, num_layers=num_layers, batch_size=batch_size,
         num_workers=num_workers if num_workers is not None else min(12, os.cpu_count() or 1), device=device,
         eval_out_dir=eval_out_dir, plot=plot)
+    if verbose:
+        print_settings(settings.as_dict(), console)
     with progress_stages(console) as progress:
         result = run_pose_evaluation(settings, progress)
     _print_results(result, console)

@@ -24,17 +24,25 @@ def command(
              "eigen_benchmark; lidar otherwise, or the PNGs when a split of your own has no scans).")] = None,
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Frames read in parallel (default: all cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the split folder and settings used.")]
+    = False,
 ) -> None:
     """Export a test split's ground-truth depth maps to SPLIT/gt_depths.npz (the reference's export_gt_depth.py)."""
     import zipfile
 
-    from rich.console import Console
     from rich.markup import escape
 
+    from md2.cli.common import status_console
     from md2.data.groundtruth import export_gt
+    from md2.data.splits import resolve_split_dir
 
+    console = status_console(quiet, verbose)
+    if verbose:
+        console.print(f"split {split!r} in {escape(str(resolve_split_dir(split, splits_dir)))}, data "
+                      f"{escape(str(data_path))}, source {source or 'chosen by split'}, {jobs or 'all'} jobs",
+                      soft_wrap=True)
     path = export_gt(data_path, split, splits_dir=splits_dir, source=source, jobs=jobs, progress=not quiet)
     with zipfile.ZipFile(path) as archive:  # the count as written, read from the archive's directory
         count = len(archive.namelist())
-    Console(stderr=True, quiet=quiet, highlight=False).print(
+    console.print(
         f"wrote {count} ground-truth depth map{'s' if count != 1 else ''} to {escape(str(path))}", soft_wrap=True)

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from md2.cli.common import status_console
 from md2.cli.errors import err_console
-from md2.errors import UsageError
+from md2.errors import DataError, UsageError
 
 NAME = "predict"
 EPILOG = (
@@ -35,13 +35,18 @@ def command(
     save_depth_png: Annotated[bool, typer.Option(help="Also write NAME_depth.png: 16-bit, depth x 256 (KITTI).")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.")] = 1,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="fp32 (the reference's numbers), bf16 (autocast; disparities within 1% of fp32) or auto "
+             "(bf16 where the device computes it natively, else fp32).")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also the weights folder, resolution and device, and one line per image.")] = False,
 ) -> None:
     """Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
     from md2.core.inference import DepthPredictor
     from md2.core.predict import PredictOptions, collect_inputs, predict_images
 
-    console = Console(stderr=True, quiet=quiet)
+    console = status_console(quiet, verbose)
     if model is not None and weights is not None:
         raise UsageError("give --model or --weights, not both")
     paths = collect_inputs(inputs, ext)
@@ -53,14 +58,26 @@ def command(
         label = name
     else:
         label = str(weights)
-    predictor = DepthPredictor.from_folder(weights, device=device)
+    predictor = DepthPredictor.from_folder(weights, device=device, precision=precision)
     if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
         console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
     options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
-    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, disable=quiet or len(paths) < 2, transient=True) as progress:
+    if verbose:
+        console.print(f"{len(paths)} images; model {escape(label)} from {escape(str(weights))} at "
+                      f"{predictor.width}x{predictor.height} on {predictor.device} in {predictor.precision}; "
+                      f"batch size {batch_size}")
+
+    def on_image(path: Path) -> None:
+        progress.advance(task)
+        if verbose:
+            console.print(f"  {escape(str(path))}")
+
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  disable=quiet or verbose or len(paths) < 2 or not console.is_terminal, transient=True) as progress:
         task = progress.add_task("predict", total=len(paths))
-        report = predict_images(predictor, paths, options, on_image=lambda _: progress.advance(task))
+        report = predict_images(predictor, paths, options, on_image=on_image)
+    if len(paths) == 1 and report.failed:  # nothing else to report: the reason is the one line
+        raise DataError(report.failed[0][1])
     for _, reason in report.failed:
         err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
     done = len(paths) - len(report.failed)

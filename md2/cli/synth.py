@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 NAME = "synth"
@@ -34,18 +33,34 @@ def command(
     depth_benchmark: Annotated[bool, typer.Option(help="Also proj_depth/groundtruth PNGs.")] = False,
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel processes (default: all cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every setting used, and the drives written.")]
+    = False,
 ) -> None:
     """Write a synthetic dataset in the KITTI layout: street scenes with stereo, lidar and exact depth."""
-    from md2.data.synth import SynthOptions, generate_dataset
+    from md2.cli.common import status_console
+    from md2.data.synth import SynthOptions, drive_name, generate_dataset
+    from md2.errors import DataError, UsageError
 
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file: give a folder to write the dataset into")
     options = SynthOptions(drives=drives, frames=frames, seed=seed, width=width, height=height,
                            ext="jpg" if jpeg else "png", lidar=lidar, depth_benchmark=depth_benchmark,
                            odometry=odometry)
-    console = Console(stderr=True, quiet=quiet)
+    console = status_console(quiet, verbose)
+    if verbose:
+        console.print(f"settings: {options}, jobs {jobs or 'all cores'}", soft_wrap=True)
     total = drives * frames
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                  disable=quiet or total < PROGRESS_FROM, transient=True) as progress:
+                  disable=quiet or total < PROGRESS_FROM or not console.is_terminal, transient=True) as progress:
         task = progress.add_task("synth", total=total)
-        generate_dataset(out, options, on_frame=lambda: progress.advance(task), jobs=jobs)
+        try:
+            generate_dataset(out, options, on_frame=lambda: progress.advance(task), jobs=jobs)
+        except OSError as error:  # a full disk, no permission, a file where a folder goes
+            where = error.filename or out
+            raise DataError(f"cannot write the synthetic dataset to {out}: {error.strerror or error} "
+                            f"({where})") from None
+    if verbose:
+        for index in range(drives):
+            console.print(f"  {out / drive_name(index)}", soft_wrap=True)
     console.print(f"wrote {drives} drives x {frames} frames ({width}x{height}) to {out}; "
-                  f"splits in {out / 'splits'}", highlight=False)
+                  f"splits in {out / 'splits'}", highlight=False, soft_wrap=True)

@@ -169,6 +169,7 @@ def load_module(module: nn.Module, source: Path | dict, *, file_label: str | Non
     label = file_label or str(source if isinstance(source, (str, Path)) else "state dict")
     state = {k: v for k, v in state.items() if k not in PLAIN_VALUES}
     target = unwrap(module)
+    _check_resnet_depth(target, state, label)
     expected = target.state_dict()
     for key, value in state.items():
         if key not in expected:
@@ -187,15 +188,29 @@ def load_module(module: nn.Module, source: Path | dict, *, file_label: str | Non
     target.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=strict)
 
 
+def _check_resnet_depth(module: nn.Module, state: dict, label: str) -> None:
+    """A ResNet encoder's weights of another depth: say so, rather than name the first key of a wrong shape."""
+    expected = getattr(module, "num_layers", None)
+    if not isinstance(expected, int) or not any(key.startswith("encoder.layer3.") for key in state):
+        return
+    found = LAYER3_BLOCKS.get(_layer3_signature(state))
+    if found is not None and found != expected:
+        raise CheckpointError(f"{label} holds a ResNet-{found} encoder, the model is a ResNet-{expected} "
+                              f"(--num-layers {expected}): give --num-layers {found} or the matching weights")
+
+
+def _layer3_signature(encoder_state: dict) -> tuple[int, bool]:
+    layer3 = [key.split(".") for key in encoder_state if key.startswith("encoder.layer3.")]
+    blocks = {parts[2] for parts in layer3 if len(parts) > 3}
+    return len(blocks), any(parts[-2] == "conv3" for parts in layer3)
+
+
 def infer_num_layers(encoder_state: dict, label: str = "encoder.pth") -> int:
     """ResNet depth from an encoder state dict: the blocks of layer3 and whether they are bottlenecks (conv3).
 
     18 -> 2 basic blocks, 34 -> 6 basic, 50 -> 6 bottleneck, 101 -> 23, 152 -> 36.
     """
-    layer3 = [key.split(".") for key in encoder_state if key.startswith("encoder.layer3.")]
-    blocks = {parts[2] for parts in layer3 if len(parts) > 3}
-    bottleneck = any(parts[-2] == "conv3" for parts in layer3)
-    depth = LAYER3_BLOCKS.get((len(blocks), bottleneck))
+    depth = LAYER3_BLOCKS.get(_layer3_signature(encoder_state))
     if depth is None:
         raise CheckpointError(f"{label}: not a ResNet-18/34/50/101/152 encoder")
     return depth
@@ -212,8 +227,20 @@ def meta_from_encoder_state(state: dict, path: Path) -> ModelMeta:
     missing = [key for key in ("height", "width") if key not in state]
     if missing:
         raise CheckpointError(f"{path}: no {missing[0]!r} entry (not a Monodepth2 encoder.pth?)")
-    return ModelMeta(int(state["height"]), int(state["width"]), bool(state.get("use_stereo", False)),
-                     infer_num_layers(state, str(path)))
+    height, width = _plain_int(state["height"]), _plain_int(state["width"])
+    if height is None or width is None or height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise CheckpointError(f"{path}: its input size {state['height']}x{state['width']} (height x width) is not "
+                              "a positive multiple of 32, which the depth network needs")
+    return ModelMeta(height, width, bool(state.get("use_stereo", False)), infer_num_layers(state, str(path)))
+
+
+def _plain_int(value) -> int | None:
+    """An int stored as a plain number (or a one-element tensor); None for anything else."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        return None
+    return int(value)
 
 
 def load_depth_model(folder: Path, device: torch.device | str | None = None,

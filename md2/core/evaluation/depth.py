@@ -107,8 +107,8 @@ def load_external_disparities(path: Path, reindex: np.ndarray | None = None) -> 
         disps = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"no such disparity file: {path}") from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read disparities from {path}: {error}") from None
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty or truncated file
+        raise DataError(f"cannot read disparities from {path}: {error or 'the file is empty'}") from None
     if disps.ndim == 4 and disps.shape[1] == 1:
         disps = disps[:, 0]
     if disps.ndim != 3 or not np.issubdtype(disps.dtype, np.floating):

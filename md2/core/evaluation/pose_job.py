@@ -74,8 +74,9 @@ def check_pose_settings(settings: PoseEvalSettings) -> None:
     settings.sequence  # noqa: B018 - validates the split name
     if settings.load_weights_folder is None:
         raise UsageError("give the weights folder to evaluate: --load-weights-folder DIR")
-    if settings.height < 32 or settings.width < 32:
-        raise UsageError(f"--height and --width must be at least 32 pixels, got {settings.height}x{settings.width}")
+    if min(settings.height, settings.width) <= 0 or settings.height % 32 or settings.width % 32:
+        raise UsageError(f"--height and --width must be positive multiples of 32 (the networks halve the input five "
+                         f"times), got {settings.height}x{settings.width}")
     if settings.plot is not None and Path(settings.plot).suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG: give a FILE.png, got {settings.plot}")
 

@@ -1,0 +1,337 @@
+"""Bad input to every md2 command, through the real executable: one clear line, the right exit code, no files touched.
+
+Each row of BAD_INPUTS builds its broken input in its own folder (synthetic KITTI written by md2's generator,
+weights written by md2's checkpoint writer), runs ``md2`` in a subprocess from that folder, and expects exactly
+one non-empty line on stderr naming the culprit, no traceback, exit code 2 (usage) or 1 (runtime), and every
+file under the row's folder, the shared fixtures and md2's cache exactly as before (outputs never created).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from md2.core.checkpoint import save_weights_folder
+from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
+from md2.data.groundtruth import export_gt
+
+DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
+OFFLINE = "http://127.0.0.1:9"  # nothing listens there: any download fails at once, never the internet
+
+
+@dataclass(frozen=True)
+class World:
+    """What the rows build on: the shared synthetic dataset, md2-written weights and a splits folder."""
+
+    data: Path  # synth_raw (read-only)
+    splits: Path  # synth + odom splits, synth with its gt_depths.npz
+    resnet18: Path  # encoder, depth, pose_encoder, pose: ResNet-18 at 64 x 192
+    resnet50: Path  # the same with ResNet-50 encoders
+    odd_size: Path  # a ResNet-18 depth model whose encoder.pth says 100 x 190
+    home: Path  # MD2_HOME of every run
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad input: ``build(world, tmp) -> md2 arguments``; the exit code; text the error line must hold;
+    paths (relative to the row's folder) that must not exist afterwards."""
+
+    id: str
+    code: int
+    build: Callable[[World, Path], list]
+    says: str
+    absent: tuple[str, ...] = field(default=())
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+def _split(tmp: Path, name: str, which: str, lines: list[str]) -> Path:
+    """A splits folder TMP/splits holding NAME/WHICH_files.txt; returns TMP/splits."""
+    _write(tmp / "splits" / name / f"{which}_files.txt", "".join(f"{line}\n" for line in lines))
+    return tmp / "splits"
+
+
+def _raw_copy(w: World, tmp: Path, *, calib: Callable[[str, str], str] | None = None,
+              velodyne: bytes | None = None) -> Path:
+    """TMP/data: the fixture's calibration (optionally edited: (file name, text) -> text) and drive 0001 as a
+    symlink, or with only a velodyne scan of frame 1 holding ``velodyne``."""
+    root = tmp / "data"
+    date = DRIVE.split("/")[0]
+    for source in sorted((w.data / date).glob("calib_*.txt")):
+        text = source.read_text()
+        _write(root / date / source.name, calib(source.name, text) if calib else text)
+    if velodyne is None:
+        (root / DRIVE).symlink_to(w.data / DRIVE, target_is_directory=True)
+    else:
+        _write(root / DRIVE / "velodyne_points" / "data" / "0000000001.bin", velodyne)
+    return root
+
+
+def _drop_line(key: str) -> Callable[[str, str], str]:
+    return lambda name, text: "".join(line for line in text.splitlines(True) if not line.startswith(f"{key}:"))
+
+
+def _train(w: World, tmp: Path, *extra, data: Path | None = None, splits: Path | None = None) -> list:
+    """A tiny md2 train line that would write TMP/runs/bad (scratch weights, CPU, no workers)."""
+    return ["train", "--data-path", data or w.data, "--splits-dir", splits or (w.data / "splits"), "--split",
+            "synth", "--png", "--height", "64", "--width", "192", "--batch-size", "2", "--num-workers", "0",
+            "--weights-init", "scratch", "--num-epochs", "1", "--device", "cpu", "--log-dir", tmp / "runs",
+            "--model-name", "bad", *extra]
+
+
+def _depth(w: World, *extra) -> list:
+    """md2 evaluate-depth on the synthetic split (its ground truth exported), writing into the row's folder."""
+    return ["evaluate-depth", "--data-path", w.data, "--eval-split", "synth", "--splits-dir", w.splits, "--png",
+            "--num-workers", "0", "--device", "cpu", "--eval-out-dir", "out", "--json", "results.json", *extra]
+
+
+def _pose(w: World, *extra, data: Path | None = None) -> list:
+    """md2 evaluate-pose on synthetic sequence 09 at 64 x 192, writing into the row's folder."""
+    return ["evaluate-pose", "--data-path", data or w.data, "--splits-dir", w.data / "splits", "--png",
+            "--num-workers", "0", "--device", "cpu", "--eval-out-dir", "out", "--json", "results.json", *extra]
+
+
+def _poses_missing_a_value(w: World, tmp: Path) -> Path:
+    """TMP/odom: the fixture's sequences, and poses/09.txt whose third line has 11 numbers."""
+    root = tmp / "odom"
+    root.mkdir()
+    (root / "sequences").symlink_to(w.data / "sequences", target_is_directory=True)
+    lines = (w.data / "poses" / "09.txt").read_text().splitlines()
+    lines[2] = " ".join(lines[2].split()[:11])
+    _write(root / "poses" / "09.txt", "\n".join(lines) + "\n")
+    return root
+
+
+def _photo(tmp: Path) -> Path:
+    from PIL import Image
+
+    path = tmp / "photo.jpg"
+    Image.new("RGB", (96, 32), (90, 120, 150)).save(path)
+    return path
+
+
+def _corrupt_weights(w: World, tmp: Path) -> Path:
+    folder = tmp / "corrupt"
+    shutil.copytree(w.resnet18, folder)
+    data = (folder / "encoder.pth").read_bytes()
+    (folder / "encoder.pth").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+_DISP_OUT = ("photo_disp.npy", "photo_disp.jpeg", "out")
+_EVAL_OUT = ("out", "results.json")
+
+BAD_INPUTS = [
+    # -- download-kitti ------------------------------------------------------------------------------------
+    Row("download-kitti/unknown-split", 2, lambda w, t: [
+        "download-kitti", "--split", "no_such_split", "--dry-run", "--output", "kitti"], "no_such_split", ("kitti",)),
+    Row("download-kitti/split-not-in-splits-dir", 1, lambda w, t: [
+        "download-kitti", "--split", "nope", "--splits-dir", w.data / "splits", "--output", "kitti"], "'nope'",
+        ("kitti",)),
+    Row("download-kitti/split-line-wrong-format", 1, lambda w, t: [
+        "download-kitti", "--split", "mine", "--dry-run", "--splits-dir",
+        _split(t, "mine", "train", [f"{DRIVE} three l"])], "train_files.txt, line 1"),
+    Row("download-kitti/zero-jobs", 2, lambda w, t: ["download-kitti", "--jobs", "0", "--output", "kitti"],
+        "--jobs", ("kitti",)),
+    # -- convert-jpeg --------------------------------------------------------------------------------------
+    Row("convert-jpeg/missing-folder", 1, lambda w, t: ["convert-jpeg", t / "no_such_folder"], "no_such_folder"),
+    Row("convert-jpeg/png-that-is-not-an-image", 1, lambda w, t: [
+        "convert-jpeg", _write(t / "kitti" / DRIVE / "image_02" / "data" / "0000000000.png",
+                               b"this is not a PNG").parents[4]], "0000000000.png",
+        (f"kitti/{DRIVE}/image_02/data/0000000000.jpg",)),
+    Row("convert-jpeg/negative-jobs", 2, lambda w, t: ["convert-jpeg", w.data, "--jobs", "-2"], "--jobs"),
+    # -- export-gt -----------------------------------------------------------------------------------------
+    Row("export-gt/missing-data-path", 1, lambda w, t: [
+        "export-gt", "--data-path", t / "no_such_data", "--split", "synth", "--splits-dir", w.splits],
+        "no_such_data"),
+    Row("export-gt/unknown-split", 2, lambda w, t: ["export-gt", "--data-path", w.data, "--split", "no_such_split"],
+        "no_such_split"),
+    Row("export-gt/split-line-wrong-format", 1, lambda w, t: [
+        "export-gt", "--data-path", w.data, "--split", "mine", "--splits-dir",
+        _split(t, "mine", "test", [f"{DRIVE} 1 l", f"{DRIVE} 2"])], "test_files.txt, line 2",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/calibration-missing-key", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, calib=_drop_line("R_rect_00")), "--split", "mine",
+        "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "calib_cam_to_cam.txt has no 'R_rect_00'",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/calibration-missing-translation", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, calib=_drop_line("T")), "--split", "mine",
+        "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "calib_velo_to_cam.txt has no 'T'",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/velodyne-not-multiple-of-16-bytes", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, velodyne=bytes(16 * 10 + 4)), "--split", "mine",
+        "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "0000000001.bin has 164 bytes",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/missing-velodyne-scan", 1, lambda w, t: [
+        "export-gt", "--data-path", w.data, "--split", "mine", "--splits-dir",
+        _split(t, "mine", "test", [f"{DRIVE} 1 l", f"{DRIVE} 99 l"])], "0000000099.bin",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/unknown-source", 2, lambda w, t: [
+        "export-gt", "--data-path", w.data, "--split", "synth", "--splits-dir", w.splits, "--source", "radar"],
+        "radar"),
+    # -- train ---------------------------------------------------------------------------------------------
+    Row("train/height-not-multiple-of-32", 2, lambda w, t: _train(w, t, "--height", "100"), "100x192", ("runs",)),
+    Row("train/zero-width", 2, lambda w, t: _train(w, t, "--width", "0"), "64x0", ("runs",)),
+    Row("train/negative-height", 2, lambda w, t: _train(w, t, "--height", "-64"), "-64x192", ("runs",)),
+    Row("train/config-unknown-keys", 2, lambda w, t: _train(w, t, "--config", _write(
+        t / "run.yaml", "data:\n  height: 64\nlearning_rat: 0.1\n")), "learning_rat", ("runs",)),
+    Row("train/config-wrong-types", 2, lambda w, t: _train(w, t, "--config", _write(
+        t / "run.yaml", "run:\n  save_frequency: often\n")), "often", ("runs",)),
+    Row("train/config-not-a-mapping", 2, lambda w, t: _train(w, t, "--config", _write(
+        t / "run.yaml", "- height\n- 64\n")), "run.yaml", ("runs",)),
+    Row("train/resnet50-weights-with-num-layers-18", 1, lambda w, t: _train(
+        w, t, "--load-weights-folder", w.resnet50, "--num-layers", "18"), "ResNet-50", ("runs",)),
+    Row("train/split-that-does-not-exist", 1, lambda w, t: _train(w, t, "--split", "no_such_split"),
+        "no_such_split", ("runs",)),
+    Row("train/split-line-wrong-format", 1, lambda w, t: _train(w, t, "--splits-dir", _split(
+        t, "synth", "train", [f"{DRIVE} 1 l", "2011_09_26 1"])), "train_files.txt, line 2", ("runs",)),
+    Row("train/resume-with-another-height", 2, lambda w, t: [
+        "train", "--resume", w.resnet18, "--height", "128"], "--height"),
+    # -- evaluate-depth ------------------------------------------------------------------------------------
+    Row("evaluate-depth/mono-and-stereo", 2, lambda w, t: _depth(
+        w, "--load-weights-folder", w.resnet18, "--eval-mono", "--eval-stereo"), "--eval-stereo", _EVAL_OUT),
+    Row("evaluate-depth/ext-disp-wrong-count", 1, lambda w, t: _depth(
+        w, "--eval-mono", "--ext-disp-to-eval", _npy(t / "disps.npy", np.ones((2, 16, 48), np.float32))),
+        "2 disparities", _EVAL_OUT),
+    Row("evaluate-depth/ext-disp-not-npy", 1, lambda w, t: _depth(
+        w, "--eval-mono", "--ext-disp-to-eval", _write(t / "disps.npy", b"")), "disps.npy", _EVAL_OUT),
+    Row("evaluate-depth/resnet50-weights-with-num-layers-18", 1, lambda w, t: _depth(
+        w, "--eval-mono", "--load-weights-folder", w.resnet50, "--num-layers", "18"), "ResNet-50", _EVAL_OUT),
+    Row("evaluate-depth/truncated-checkpoint", 1, lambda w, t: _depth(
+        w, "--eval-mono", "--load-weights-folder", _corrupt_weights(w, t)), "encoder.pth", _EVAL_OUT),
+    Row("evaluate-depth/checkpoint-size-not-multiple-of-32", 1, lambda w, t: _depth(
+        w, "--eval-mono", "--load-weights-folder", w.odd_size), "100x190", _EVAL_OUT),
+    Row("evaluate-depth/unknown-split", 2, lambda w, t: [
+        "evaluate-depth", "--eval-mono", "--load-weights-folder", w.resnet18, "--eval-split", "no_such_split"],
+        "no_such_split"),
+    # -- evaluate-pose -------------------------------------------------------------------------------------
+    Row("evaluate-pose/poses-with-11-values-on-a-line", 1, lambda w, t: _pose(
+        w, "--load-weights-folder", w.resnet18, "--height", "64", "--width", "192",
+        data=_poses_missing_a_value(w, t)), "09.txt", _EVAL_OUT),
+    Row("evaluate-pose/height-not-multiple-of-32", 2, lambda w, t: _pose(
+        w, "--load-weights-folder", w.resnet18, "--height", "100", "--width", "192"), "100x192", _EVAL_OUT),
+    Row("evaluate-pose/resnet50-weights-with-num-layers-18", 1, lambda w, t: _pose(
+        w, "--load-weights-folder", w.resnet50, "--num-layers", "18", "--height", "64", "--width", "192"),
+        "ResNet-50", _EVAL_OUT),
+    Row("evaluate-pose/weights-without-pose-network", 1, lambda w, t: _pose(
+        w, "--load-weights-folder", w.odd_size, "--height", "64", "--width", "192"), "pose_encoder.pth", _EVAL_OUT),
+    # -- predict -------------------------------------------------------------------------------------------
+    Row("predict/empty-folder", 1, lambda w, t: [
+        "predict", _mkdir(t / "frames"), "--weights", w.resnet18, "--output-dir", "out"], "frames", ("out",)),
+    Row("predict/file-that-is-not-an-image", 1, lambda w, t: [
+        "predict", _write(t / "photo.jpg", b"GIF89a but not really"), "--weights", w.resnet18], "photo.jpg",
+        _DISP_OUT),
+    Row("predict/missing-file", 1, lambda w, t: ["predict", t / "no_such_photo.jpg", "--weights", w.resnet18],
+        "no_such_photo.jpg"),
+    Row("predict/unknown-model", 2, lambda w, t: ["predict", _photo(t), "--model", "mono_9999x1"], "mono_9999x1",
+        _DISP_OUT),
+    Row("predict/zero-batch-size", 2, lambda w, t: ["predict", _photo(t), "--weights", w.resnet18,
+                                                    "--batch-size", "0"], "--batch-size", _DISP_OUT),
+    Row("predict/checkpoint-size-not-multiple-of-32", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", w.odd_size], "100x190", _DISP_OUT),
+    # -- synth ---------------------------------------------------------------------------------------------
+    Row("synth/zero-width", 2, lambda w, t: ["synth", "out", "--width", "0"], "--width", ("out",)),
+    Row("synth/negative-height", 2, lambda w, t: ["synth", "out", "--height", "-5"], "--height", ("out",)),
+    Row("synth/too-few-frames", 2, lambda w, t: ["synth", "out", "--frames", "2"], "--frames", ("out",)),
+    Row("synth/output-is-a-file", 2, lambda w, t: [
+        "synth", _write(t / "taken", "a file"), "--drives", "1", "--frames", "3", "--width", "64", "--height",
+        "32"], "taken"),
+]
+
+
+def _npy(path: Path, array: np.ndarray) -> Path:
+    np.save(path, array)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(synth_raw, tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("bad_inputs_world")
+    torch.manual_seed(0)
+    folders = {}
+    for layers in (18, 50):
+        encoder = ResnetEncoder(layers)
+        pose_encoder = ResnetEncoder(layers, num_input_images=2)
+        folders[layers] = save_weights_folder(root / f"resnet{layers}", {
+            "encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
+            "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)},
+            height=64, width=192, use_stereo=False)
+    encoder = ResnetEncoder(18)
+    odd_size = save_weights_folder(root / "odd_size", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
+                                   height=100, width=190, use_stereo=False)
+    splits = root / "splits"
+    shutil.copytree(synth_raw / "splits", splits)
+    export_gt(synth_raw, "synth", splits_dir=splits, jobs=1, progress=False)
+    home = root / "home"
+    home.mkdir()
+    return World(synth_raw, splits, folders[18], folders[50], odd_size, home)
+
+
+def snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every file and folder under ``roots`` (symlinks not followed): files by size and mtime, links by target."""
+    seen: dict[str, tuple] = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                path = Path(folder) / name
+                info = path.lstat()
+                if path.is_symlink():
+                    seen[str(path)] = ("link", os.readlink(path))
+                elif path.is_dir():
+                    seen[str(path)] = ("dir",)
+                else:
+                    seen[str(path)] = ("file", info.st_size, info.st_mtime_ns)
+    return seen
+
+
+def run_md2_in(cwd: Path, home: Path, *args) -> subprocess.CompletedProcess:
+    """The installed ``md2`` executable (as tests/cli/test_app.py runs it), from ``cwd``, offline, one thread."""
+    env = {**os.environ, "COLUMNS": "200", "MD2_HOME": str(home), "MD2_ZOO_URL": OFFLINE,
+           "MD2_SPLITS_URL": OFFLINE, "OMP_NUM_THREADS": "1"}
+    env.pop("MD2_DEBUG", None)
+    executable = os.path.join(os.path.dirname(sys.executable), "md2")
+    return subprocess.run([executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_touches_nothing(row, world, tmp_path):
+    args = row.build(world, tmp_path)
+    before = snapshot(tmp_path, world.data, world.splits, world.home, world.resnet18)
+    result = run_md2_in(tmp_path, world.home, *args)
+    after = snapshot(tmp_path, world.data, world.splits, world.home, world.resnet18)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert row.says in lines[0], lines[0]
+    assert result.returncode == row.code, lines[0]
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))
+    for relative in row.absent:
+        assert not (tmp_path / relative).exists(), relative
+
+
+def test_the_table_covers_every_command_with_enough_rows():
+    from tests.cli.test_app import COMMANDS
+
+    assert len(BAD_INPUTS) >= 32 and len({row.id for row in BAD_INPUTS}) == len(BAD_INPUTS)
+    assert {row.id.split("/")[0] for row in BAD_INPUTS} == set(COMMANDS)
+    assert {row.code for row in BAD_INPUTS} == {1, 2}
