@@ -221,6 +221,9 @@ BAD_INPUTS = [
     Row("evaluate-pose/poses-with-11-values-on-a-line", 1, lambda w, t: _pose(
         w, "--load-weights-folder", w.resnet18, "--height", "64", "--width", "192",
         data=_poses_missing_a_value(w, t)), "09.txt", _EVAL_OUT),
+    Row("evaluate-pose/missing-weights-folder", 1, lambda w, t: [  # named before the official splits are fetched
+        "evaluate-pose", "--load-weights-folder", t / "no_such_weights", "--data-path", w.data],
+        "no_such_weights"),
     Row("evaluate-pose/height-not-multiple-of-32", 2, lambda w, t: _pose(
         w, "--load-weights-folder", w.resnet18, "--height", "100", "--width", "192"), "100x192", _EVAL_OUT),
     Row("evaluate-pose/resnet50-weights-with-num-layers-18", 1, lambda w, t: _pose(

@@ -81,6 +81,24 @@ def test_verbose_adds_settings_and_files_quiet_prints_nothing(tmp_path):
     assert quiet.stdout == quiet.stderr == ""
 
 
+def test_predict_verbose_names_the_model_device_and_every_image(tmp_path):
+    from PIL import Image
+
+    from md2.core.checkpoint import save_weights_folder
+    from md2.core.networks import DepthDecoder, ResnetEncoder
+
+    encoder = ResnetEncoder(18)
+    weights = save_weights_folder(tmp_path / "w", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
+                                  height=64, width=192, use_stereo=False)
+    for name in ("a", "b"):
+        Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / f"{name}.jpg")
+    result = run_md2("predict", str(tmp_path), "--weights", str(weights), "--device", "cpu", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "2 images;" in result.stderr and "192x64 on cpu" in result.stderr
+    assert str(tmp_path / "a.jpg") in result.stderr and str(tmp_path / "b.jpg") in result.stderr
+    assert "2 of 2 images" in result.stderr
+
+
 def colour_codes(text: str) -> list[str]:
     """The colour parameters (30-38, 90-97) of every SGR escape in ``text``."""
     return [code for params in SGR.findall(text) for code in params.split(";")

@@ -91,6 +91,7 @@ def run_pose_evaluation(settings: PoseEvalSettings, progress: Progress | None = 
     check_pose_settings(settings)
     sequence = settings.sequence
     folder = Path(settings.load_weights_folder).expanduser()
+    require_pose_files(folder)  # before any split download or image check: the likelier mistake first
     split_file = resolve_split_dir("odom", settings.splits_dir) / f"test_files_{sequence:02d}.txt"
     gt_path = Path(settings.data_path).expanduser() / "poses" / f"{sequence:02d}.txt"
     gt_local = gt_relative_poses(read_gt_poses(gt_path))
@@ -123,12 +124,7 @@ def load_pose_networks(folder: Path, num_layers: int | None, device):
     from md2.core.checkpoint import infer_num_layers, load_module, load_state_dict_file
     from md2.core.networks import PoseDecoder, ResnetEncoder
 
-    if not folder.is_dir():
-        raise CheckpointError(f"no such weights folder: {folder}")
-    missing = [name for name in POSE_FILES if not (folder / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder} has no {' or '.join(missing)}: was the model trained with the separate "
-                              f"ResNet pose network (pose_model_type separate_resnet, the default)?")
+    require_pose_files(folder)
     encoder_state = load_state_dict_file(folder / "pose_encoder.pth")
     if num_layers is None:
         num_layers = infer_num_layers(encoder_state, str(folder / "pose_encoder.pth"))
@@ -137,6 +133,16 @@ def load_pose_networks(folder: Path, num_layers: int | None, device):
     load_module(encoder, encoder_state, file_label=str(folder / "pose_encoder.pth"))
     load_module(decoder, folder / "pose.pth")
     return encoder.to(device).eval(), decoder.to(device).eval(), num_layers
+
+
+def require_pose_files(folder: Path) -> None:
+    """CheckpointError unless ``folder`` holds pose_encoder.pth and pose.pth."""
+    if not folder.is_dir():
+        raise CheckpointError(f"no such weights folder: {folder}")
+    missing = [name for name in POSE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder} has no {' or '.join(missing)}: was the model trained with the separate "
+                              f"ResNet pose network (pose_model_type separate_resnet, the default)?")
 
 
 def save_poses(poses: np.ndarray, out_dir: Path) -> Path:
