@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
+from rich.console import Console
 
 from md2.core.train.config import MODALITIES, SECTIONS, build_config
 from md2.errors import UsageError
@@ -58,6 +60,11 @@ def _build_parameters() -> list[inspect.Parameter]:
             Optional[Path], typer.Option(help="YAML file of options (the command line wins).")]),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[Path], typer.Option(help="Continue the run in this folder (LOG_DIR/MODEL_NAME) where it stopped.")]),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--quiet", "-q", help="Only errors: no progress, notes or summary.")]),
+        inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--verbose", "-v", help="Also the resolved options, every logged loss and every "
+                                                        "skipped sample.")]),
     ]
     for cls in SECTIONS.values():
         hints = get_type_hints(cls)
@@ -70,6 +77,13 @@ def command(ctx: typer.Context, **options: Any) -> None:
     modality = options.pop("modality")
     config_file = options.pop("config")
     resume = options.pop("resume")
+    quiet, verbose = options.pop("quiet"), options.pop("verbose")
+    if quiet and verbose:
+        raise UsageError("give --quiet or --verbose, not both")
+    console = Console(stderr=True, quiet=quiet)
+    # A corrupt PNG is reported as one DataError line; OpenCV's own warning about it (also in the loader
+    # workers, which inherit the environment) would only repeat it.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     # Only what the user typed overrides presets and YAML files; the shown defaults are the dataclass's.
     options = {name: value for name, value in options.items() if _given(ctx, name)}
     if resume is not None:
@@ -78,12 +92,12 @@ def command(ctx: typer.Context, **options: Any) -> None:
         if modality is not None or config_file is not None:
             raise UsageError("--resume continues a run with its saved options; --modality and --config do not apply")
 
-        resume_training(resume, overrides=options)
+        resume_training(resume, overrides=options, console=console, verbose=verbose)
         return
     config = build_config(options, modality=modality, config_file=config_file)
     from md2.core.train.loop import run_training
 
-    run_training(config)
+    run_training(config, console=console, verbose=verbose)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

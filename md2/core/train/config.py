@@ -37,6 +37,8 @@ class DataConfig:
     frame_ids: tuple[int, ...] = _opt((0, -1, 1), "Frames to load, the target first (comma-separated).")
     use_stereo: bool = _opt(False, "Use the other stereo image as a source frame.")
     num_workers: int = _opt(12, "Data loader worker processes.")
+    skip_bad_samples: bool = _opt(False, "Replace samples whose images cannot be read by the next readable ones "
+                                         "and count them at the end of each epoch (default: stop, naming the file).")
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,9 @@ def from_flat(values: dict[str, Any]) -> TrainConfig:
 def validate(config: TrainConfig) -> None:
     """Refuse invalid combinations up front, with one clear line each."""
     data, model = config.data, config.model
-    if data.height <= 0 or data.width <= 0 or data.height % 32 or data.width % 32:
-        raise UsageError(f"--height and --width must be positive multiples of 32, got {data.height}x{data.width}")
+    if data.height < 64 or data.width < 64 or data.height % 32 or data.width % 32:
+        # The encoder reduces 32x and the decoder's reflection padding needs 2 pixels: 64 is the least.
+        raise UsageError(f"--height and --width must be multiples of 32 of at least 64, got {data.height}x{data.width}")
     if not data.frame_ids or data.frame_ids[0] != 0:
         raise UsageError(f"--frame-ids must start with 0 (the target frame), got {','.join(map(str, data.frame_ids))}")
     if len(set(data.frame_ids)) != len(data.frame_ids):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
@@ -46,8 +47,69 @@ class EpochSampler(DistributedSampler):
         return max(self.num_samples - self.start, 0)
 
 
+class LoadedBatch(NamedTuple):
+    """What a :class:`SkipBadSamples` loader yields: the batch and one message per sample it replaced."""
+
+    batch: Batch
+    skipped: tuple[str, ...]
+
+
+class SkipBadSamples(Dataset):
+    """``--skip-bad-samples``: a reader whose unreadable samples (a missing, truncated or corrupt image: a
+    DataError or OSError) are replaced by the next readable sample of the split, with that sample's own
+    augmentation for the same epoch. The replacement depends only on which files are bad, never on the
+    worker or the timing, so runs stay repeatable; a batch without bad samples is loaded exactly as without
+    this wrapper. Batches come as :class:`LoadedBatch`; :func:`batches` unpacks them and adds the messages
+    to ``skipped`` (in the training process)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.bad: dict[int, str] = {}  # index -> why it cannot be read (per process: a cache only)
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, keys: list) -> LoadedBatch:
+        if not any(self._index(key) in self.bad for key in keys):
+            try:
+                return LoadedBatch(self.dataset.__getitems__(keys), ())
+            except (DataError, OSError):
+                pass  # find which samples are bad, one by one
+        messages: list[str] = []
+        readable = [self._readable(key, messages) for key in keys]
+        return LoadedBatch(self.dataset.__getitems__(readable), tuple(messages))
+
+    def take_skipped(self) -> list[str]:
+        """The messages of the samples skipped since the last call."""
+        taken, self.skipped = self.skipped, []
+        return taken
+
+    @staticmethod
+    def _index(key) -> int:
+        return key[1] if isinstance(key, tuple) else key
+
+    def _readable(self, key, messages: list[str]):
+        """``key`` if its sample loads, else the key of the next readable index (the same epoch)."""
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            if candidate not in self.bad:
+                probe = candidate if epoch is None else (epoch, candidate)
+                try:
+                    self.dataset[probe]
+                    return probe
+                except (DataError, OSError) as error:
+                    self.bad[candidate] = str(error)
+            if offset == 0:
+                messages.append(self.bad[candidate])
+        raise DataError(f"no readable sample left: every one of the {len(self)} samples failed "
+                        f"(first: {next(iter(self.bad.values()))})")
+
+
 def build_dataset(config: TrainConfig, which: str, is_train: bool):
-    """The reader (``--dataset``) over split file ``which`` (train or val) of ``--split``."""
+    """The reader (``--dataset``) over split file ``which`` (train or val) of ``--split``, wrapped in
+    :class:`SkipBadSamples` with ``--skip-bad-samples``."""
     data = config.data
     if not config.data_root.is_dir():
         raise DataError(f"data folder not found: {config.data_root} (set --data-path)")
@@ -56,22 +118,25 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool):
     if not lines:
         raise DataError(f"no {which} samples: {path} is empty")
     reader = DATASETS[data.dataset]
-    return reader(config.data_root, lines, data.height, data.width, data.frame_ids,
-                  num_scales=len(config.model.scales), is_train=is_train,
-                  img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed)
+    dataset = reader(config.data_root, lines, data.height, data.width, data.frame_ids,
+                     num_scales=len(config.model.scales), is_train=is_train,
+                     img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed)
+    return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
 
 
 def make_loader(dataset, config: TrainConfig, *, rank: int = 0, world_size: int = 1, workers: int | None = None,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, label: str = "train") -> DataLoader:
     """A loader over ``dataset`` in shuffled batches (the last partial one dropped, as the reference).
 
     Its :class:`EpochSampler` (``loader.sampler``) chooses the epoch and the starting point before each pass.
     Workers persist across epochs and start from a fresh interpreter (forkserver), not as forks of a process
     whose thread pools (OpenMP, OpenCV, TensorBoard) may hold locks a forked child would wait on forever.
+    torch seeds Python, NumPy and torch in each worker from the loader's own generator (seeded here), so
+    workers are repeatable too, though md2's augmentation does not draw from them.
     """
     batch = config.optim.batch_size
     if len(dataset) < batch * world_size:
-        raise DataError(f"{len(dataset)} samples are fewer than one batch of {batch} "
+        raise DataError(f"{len(dataset)} {label} samples are fewer than one batch of {batch} "
                         f"x {world_size} process(es): lower --batch-size or use a larger split")
     workers = config.data.num_workers if workers is None else workers
     sampler = EpochSampler(len(dataset), seed=config.run.seed, shuffle=True, rank=rank, world_size=world_size)
@@ -82,7 +147,7 @@ def make_loader(dataset, config: TrainConfig, *, rank: int = 0, world_size: int 
     # state, which the resumed run restores exactly.
     generator = torch.Generator().manual_seed(config.run.seed + 7919 * rank)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                      collate_fn=collate_samples, pin_memory=pin_memory, generator=generator,
+                      collate_fn=_pass_loaded if isinstance(dataset, SkipBadSamples) else collate_samples, pin_memory=pin_memory, generator=generator,
                       persistent_workers=workers > 0, multiprocessing_context=context,
                       prefetch_factor=2 if workers > 0 else None)
 
@@ -103,7 +168,15 @@ def batches(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator[Ba
             if "DataLoader worker" not in str(error):
                 raise
             raise DataError(f"a data loader worker stopped: {' '.join(str(error).split())}") from None
+        if isinstance(batch, LoadedBatch):
+            loader.dataset.skipped.extend(batch.skipped)
+            batch = batch.batch
         yield batch
+
+
+def _pass_loaded(loaded: LoadedBatch) -> LoadedBatch:
+    """The collate function of a :class:`SkipBadSamples` loader: its batches are whole already."""
+    return loaded
 
 
 def _worker_message(text: str) -> str:

@@ -20,8 +20,8 @@ from rich.console import Console
 from md2.core.checkpoint import load_module, load_state_dict_file, save_weights_folder
 from md2.core.losses import SSIM
 from md2.core.train import distributed, state
-from md2.core.train.config import TrainConfig, from_flat, save_yaml, to_dict
-from md2.core.train.data import VAL_WORKERS, ValidationBatches, batches, build_dataset, make_loader
+from md2.core.train.config import TrainConfig, save_yaml, to_dict
+from md2.core.train.data import VAL_WORKERS, SkipBadSamples, ValidationBatches, batches, build_dataset, make_loader
 from md2.core.train.epoch_bar import EpochBar, peak_memory_gb
 from md2.core.train.models import build_models
 from md2.core.train.speed import CompileFallback, accelerate, amp_dtype, compile_networks
@@ -31,16 +31,15 @@ from md2.errors import CheckpointError, MD2Error, UsageError
 
 NAN_CHECK_INTERVAL = 100
 """Steps between host reads of the non-finite-loss flag (also read at every log, save and epoch end)."""
-RESUMABLE_OVERRIDES = {"num_epochs", "num_workers", "device", "log_frequency", "save_frequency",
-                       "save_every_steps", "data_path", "splits_dir"}
-"""Options ``--resume`` may change: none of them changes the numbers a step computes."""
-
 OnStep = Callable[[int, float], None]
 
 
-def run_training(config: TrainConfig, console: Console | None = None, on_step: OnStep | None = None) -> Path:
+def run_training(config: TrainConfig, console: Console | None = None, on_step: OnStep | None = None, *,
+                 verbose: bool = False) -> Path:
     """Train a new run into LOG_DIR/MODEL_NAME (refused if a run was already saved there); returns that
-    folder. ``on_step(step, loss)`` is called after every step (it costs a host sync; for tests and tools)."""
+    folder. ``on_step(step, loss)`` is called after every step (it costs a host sync; for tests and tools).
+    ``console`` (rank 0's; default stderr) gets progress; ``verbose`` adds the options, every logged loss and
+    every skipped sample."""
     run_dir = config.log_path
     if (run_dir / state.STATE_FILE).exists():
         raise UsageError(f"{run_dir} already holds a run: continue it with `md2 train --resume {run_dir}` "
@@ -48,7 +47,7 @@ def run_training(config: TrainConfig, console: Console | None = None, on_step: O
     placement = distributed.setup(config.run.device)
     try:
         seed_everything(config.run.seed + placement.rank)
-        trainer = Trainer(config, placement, console, on_step)
+        trainer = Trainer(config, placement, console, on_step, verbose=verbose)
         if config.run.load_weights_folder:
             trainer.load_pretrained(Path(config.run.load_weights_folder).expanduser())
         if placement.is_main:
@@ -60,16 +59,16 @@ def run_training(config: TrainConfig, console: Console | None = None, on_step: O
 
 
 def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None, console: Console | None = None,
-                    on_step: OnStep | None = None) -> Path:
+                    on_step: OnStep | None = None, *, verbose: bool = False) -> Path:
     """Continue the run in ``run_dir`` where its last saved state stopped (options in
-    :data:`RESUMABLE_OVERRIDES` may change, e.g. ``num_epochs`` to train longer)."""
+    :data:`md2.core.train.state.RESUMABLE_OVERRIDES` may change, e.g. ``num_epochs`` to train longer)."""
     run_dir, overrides = Path(run_dir).expanduser(), overrides or {}
-    _check_overrides(overrides)
+    state.check_resume_overrides(overrides)
     saved = state.read_state(run_dir)
-    config = resumed_config(saved.config, overrides, run_dir)
+    config = state.resumed_config(saved.config, overrides, run_dir)
     placement = distributed.setup(config.run.device)
     try:
-        trainer = Trainer(config, placement, console, on_step)
+        trainer = Trainer(config, placement, console, on_step, verbose=verbose)
         progress = trainer.restore(saved)
         if placement.is_main:
             state.recover_interrupted_saves(run_dir)
@@ -78,23 +77,6 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
         return trainer.fit(progress)
     finally:
         distributed.teardown(placement)
-
-
-def resumed_config(saved: dict, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
-    """The saved options with the allowed ``overrides``; LOG_DIR/MODEL_NAME become ``run_dir``'s."""
-    _check_overrides(overrides)
-    flat = {name: value for section in saved.values() for name, value in section.items()}
-    flat.update(overrides, log_dir=str(run_dir.parent), model_name=run_dir.name)
-    return from_flat(flat)
-
-
-def _check_overrides(overrides: dict[str, Any]) -> None:
-    refused = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-    if refused:
-        def flag(name: str) -> str:
-            return "--" + name.replace("_", "-")
-        raise UsageError(f"--resume continues the run with its own options; {', '.join(map(flag, refused))} "
-                         f"cannot change (allowed: {', '.join(map(flag, sorted(RESUMABLE_OVERRIDES)))})")
 
 
 def seed_everything(seed: int) -> None:
@@ -108,12 +90,16 @@ class Trainer:
     """A run's networks, optimiser, data, logging and saving, and the loop over them."""
 
     def __init__(self, config: TrainConfig, placement: distributed.Placement, console: Console | None = None,
-                 on_step: OnStep | None = None) -> None:
+                 on_step: OnStep | None = None, verbose: bool = False) -> None:
         self.config, self.placement, self.on_step = config, placement, on_step
         self.run_dir, device = config.log_path, placement.device
-        self.device = device
-        self.console = console or Console(stderr=True, quiet=not placement.is_main)
+        self.device, self.verbose = device, verbose and placement.is_main
+        if console is None or not placement.is_main:  # only rank 0 prints
+            console = Console(stderr=True, quiet=not placement.is_main)
+        self.console = console
         run = config.run
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest convolutions once
         self.models = build_models(config).to(device)
         if run.channels_last:
             self.models.to(memory_format=torch.channels_last)
@@ -128,7 +114,7 @@ class Trainer:
         self.val_batches = None
         if placement.is_main:  # only rank 0 validates (and logs)
             val_loader = make_loader(build_dataset(config, "val", is_train=False), config, pin_memory=pin,
-                                     workers=min(VAL_WORKERS, config.data.num_workers))
+                                     workers=min(VAL_WORKERS, config.data.num_workers), label="val")
             self.val_batches = ValidationBatches(val_loader)
         self.warpers = Warpers(config.data.height, config.data.width, len(config.model.scales)).to(device)
         self.ssim = None if config.loss.no_ssim else SSIM().to(device)
@@ -181,12 +167,18 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, progress: state.Progress) -> Path:
         config, placement = self.config, self.placement
+        if progress.epoch >= config.optim.num_epochs:
+            self.console.print(f"{self.run_dir.name} has trained its {config.optim.num_epochs} epochs "
+                               "(raise --num-epochs to train longer)", highlight=False)
+            return self.run_dir
         self.logger = RunLogger(self.run_dir, placement.is_main)
         per_epoch = self.train_loader.sampler.num_samples // config.optim.batch_size
         self.console.print(f"training {self.run_dir.name}: {per_epoch} batches of {config.optim.batch_size} x "
                            f"{placement.world_size} process(es) per epoch on {self.device}, epochs "
                            f"{progress.epoch}..{config.optim.num_epochs - 1}; logs in {self.run_dir}",
                            highlight=False)
+        if self.verbose:
+            self.console.print(f"options: {to_dict(config)}", highlight=False)
         try:
             for epoch in range(progress.epoch, config.optim.num_epochs):
                 if progress.batch_in_epoch == 0:
@@ -229,7 +221,21 @@ class Trainer:
                 if run.save_every_steps and step % run.save_every_steps == 0 and batch_index + 1 < per_epoch:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
         self._check_finite()
+        self._report_skipped(epoch)
         return state.Progress(epoch + 1, step, 0, self._val_position())
+
+    def _report_skipped(self, epoch: int) -> None:
+        """--skip-bad-samples: the samples replaced in this epoch by every process (train and val), counted."""
+        loaders = [self.train_loader] + ([self.val_batches.loader] if self.val_batches is not None else [])
+        if not isinstance(self.train_loader.dataset, SkipBadSamples):
+            return
+        local = [message for loader in loaders for message in loader.dataset.take_skipped()]
+        skipped = [message for messages in distributed.gather(local, self.placement) for message in messages]
+        for message in skipped if self.verbose else ():
+            self.console.print(f"skipped: {message}", markup=False, highlight=False)
+        first = f" (first: {skipped[0]})" if skipped else ""
+        self.console.print(f"epoch {epoch}: {len(skipped)} unreadable sample(s) skipped{first}", markup=False,
+                           highlight=False)
 
     def _train_step(self, batch, step: int):
         """Forward, backward and Adam on one batch; no host synchronisation."""
@@ -261,6 +267,8 @@ class Trainer:
         values = self.logger.log("train", step, scalars, batch, outputs, self.config.model.scales)
         if self.placement.is_main:
             self._validate(step)
+        if self.verbose:
+            self.console.print(f"step {step}: loss {values['loss']:.4f}", highlight=False)
         return values["loss"]
 
     def _validate(self, step: int) -> None:

@@ -18,18 +18,24 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from md2.core.checkpoint import load_module, load_state_dict_file
-from md2.errors import CheckpointError, DataError
+from md2.core.train.config import TrainConfig, from_flat
+from md2.errors import CheckpointError, DataError, UsageError
 from md2.files import atomic_path
 
 STATE_FILE = "training_state.pth"
 CHECKPOINTS = "checkpoints"
 FORMAT = 1
+RESUMABLE_OVERRIDES = {"num_epochs", "num_workers", "device", "log_frequency", "save_frequency",
+                       "save_every_steps", "data_path", "splits_dir", "skip_bad_samples"}
+"""Options ``--resume`` may change: none of them changes the numbers a step computes (``skip_bad_samples``
+only where a sample cannot be read at all)."""
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.\d+\.[0-9a-f]+\.(?P<tag>tmp|old)$")
 """Names of save_weights_folder's temporary folders (``.weights_3.<pid>.<hex>.tmp``) and set-aside old ones."""
 
@@ -55,6 +61,24 @@ class SavedState:
     rng: list[dict]
     config: dict
     world_size: int
+
+
+def resumed_config(saved: dict, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The saved options with the allowed ``overrides``; LOG_DIR/MODEL_NAME become ``run_dir``'s."""
+    check_resume_overrides(overrides)
+    flat = {name: value for section in saved.values() for name, value in section.items()}
+    flat.update(overrides, log_dir=str(run_dir.parent), model_name=run_dir.name)
+    return from_flat(flat)
+
+
+def check_resume_overrides(overrides: dict[str, Any]) -> None:
+    """UsageError naming the options ``--resume`` cannot change (any outside RESUMABLE_OVERRIDES)."""
+    refused = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if refused:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+        raise UsageError(f"--resume continues the run with its own options; {', '.join(map(flag, refused))} "
+                         f"cannot change (allowed: {', '.join(map(flag, sorted(RESUMABLE_OVERRIDES)))})")
 
 
 def rng_state() -> dict:
@@ -141,8 +165,11 @@ def prune_checkpoints(run_dir: Path, keep: Path | None) -> None:
 
 
 def recover_interrupted_saves(run_dir: Path) -> None:
-    """Tidy after a crash: remove half-written temporary weights folders in RUN/models; a complete folder that
-    was set aside while being replaced (``.weights_3.<pid>.<hex>.old``) goes back when the new one never came."""
+    """Tidy after a crash: remove half-written temporary weights folders in RUN/models and state files in RUN
+    (``.training_state.<random>.tmp.pth``); a complete folder that was set aside while being replaced
+    (``.weights_3.<pid>.<hex>.old``) goes back when the new one never came."""
+    for entry in run_dir.glob(f".{Path(STATE_FILE).stem}.*.tmp{Path(STATE_FILE).suffix}"):
+        entry.unlink(missing_ok=True)
     models = run_dir / "models"
     if not models.is_dir():
         return

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from md2.core.losses import SSIM
 from md2.core.train import distributed
-from md2.core.train.loop import run_training
+from md2.core.train.loop import resume_training, run_training
 from md2.core.train.models import build_models
 from md2.core.train.state import read_state
 from md2.core.train.step import Warpers, training_step
@@ -116,6 +116,10 @@ def test_two_processes_train_shards_and_only_rank_0_writes(synth_raw, tmp_path):
     assert not torch.equal(saved.rng[0]["torch"], saved.rng[1]["torch"])  # each process's own generators
     assert len(list((log / "train").iterdir())) == 1 and len(list((log / "val").iterdir())) == 1
     assert sorted(p.name for p in (log / "models").iterdir()) == ["weights_0"]
+    # One process can continue what two saved: same networks and Adam, its own shard plan from then on.
+    steps: dict[int, float] = {}
+    resume_training(log, overrides={"num_epochs": 2}, on_step=lambda step, loss: steps.__setitem__(step, loss))
+    assert sorted(steps) == [2, 3, 4, 5] and read_state(log).world_size == 1
 
 
 @pytest.mark.parametrize("variable", ["RANK"])

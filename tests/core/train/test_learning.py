@@ -12,7 +12,9 @@ import torch
 from md2.core.checkpoint import load_depth_model
 from md2.core.geometry import disp_to_depth
 from md2.core.metrics import compute_depth_errors
-from md2.core.train.loop import run_training
+from md2.core.train.loop import run_training, seed_everything
+from md2.core.train.models import build_models
+from md2.core.train.state import read_state
 from md2.data.kitti import KITTIRawDataset
 from md2.data.splits import read_split_file
 from md2.data.synth import SynthOptions, generate_dataset
@@ -43,15 +45,11 @@ def test_training_on_synthetic_scenes_learns_depth(tmp_path):
     data = generate_dataset(tmp_path / "data", SynthOptions(drives=4, frames=24, width=256, height=80, seed=7))
     config = tiny_config(data, tmp_path, modality="mono+stereo", batch_size=4, num_epochs=5, learning_rate=2e-4,
                          scheduler_step_size=100)
+    seed_everything(config.run.seed)
+    untrained = build_models(config)  # the very networks the run starts from (same seed, same order)
     log = run_training(config)
     lines = read_split_file(data / "splits" / "synth" / "test_files.txt")
-    torch.manual_seed(0)
-    untrained = load_depth_model(log / "models" / "weights_0")  # architecture only: reset below
-    for module in untrained[:2]:
-        for layer in module.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-    before = depth_abs_rel(*untrained[:2], data, lines)
+    before = depth_abs_rel(untrained["encoder"].eval(), untrained["depth"].eval(), data, lines)
     after = depth_abs_rel(*load_depth_model(log / "models" / "weights_4")[:2], data, lines)
-    print(f"abs_rel untrained {before:.3f} -> trained {after:.3f}")
+    print(f"abs_rel untrained {before:.3f} -> trained {after:.3f} ({read_state(log).progress.step} steps)")
     assert after < 0.75 * before
