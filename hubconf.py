@@ -9,10 +9,16 @@ cache ($MD2_HOME, $MD2_ZOO_URL for a mirror), exactly as ``md2.load_model`` does
 
 from __future__ import annotations
 
-dependencies = ["torch", "torchvision", "numpy", "PIL", "yaml", "rich", "typer", "cv2"]
+from md2 import api
+from md2.core.zoo import MODELS
 
-from md2.api import load_model  # noqa: E402 - torch.hub reads `dependencies` first
-from md2.core.zoo import MODELS  # noqa: E402
+dependencies = ["torch", "torchvision", "numpy", "PIL", "yaml", "rich", "typer", "cv2"]
+"""What torch.hub checks is importable: md2's runtime requirements (pyproject.toml), by module name."""
+
+
+def load_model(name_or_folder: str = "mono+stereo_640x192", device: str = "cpu"):
+    """A pretrained model by name or a weights folder of your own (``md2.load_model``), on ``device``."""
+    return api.load_model(name_or_folder, device=device)
 
 
 def _entry(name: str):
@@ -20,7 +26,7 @@ def _entry(name: str):
         if not pretrained:
             raise ValueError(f"{name}: md2's hub entries load the published weights; for an untrained network "
                              "build md2.core.networks.ResnetEncoder and DepthDecoder yourself")
-        return load_model(name, device=device)
+        return api.load_model(name, device=device)
 
     info = MODELS[name]
     entry.__name__ = entry.__qualname__ = name.replace("+", "_")

@@ -214,6 +214,7 @@ def test_hub_load_downloads_into_the_cache_and_returns_a_ready_model(local_zoo, 
 def test_hub_load_model_takes_a_weights_folder_and_refuses_untrained(local_zoo):
     folder, server = local_zoo
     model = torch.hub.load(str(REPO), "load_model", str(folder), source="local")
-    assert model.use_stereo and server.requests == []
+    assert model.use_stereo and server.requests == []  # a folder: nothing downloaded
+    assert next(model.parameters()).device.type == "cpu"
     with pytest.raises(ValueError, match="published weights"):
         torch.hub.load(str(REPO), "mono_640x192", source="local", pretrained=False)
