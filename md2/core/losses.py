@@ -15,6 +15,7 @@ class SSIM(nn.Module):
 
     Means, variances and covariance come from 3x3 average pooling (stride 1) of the reflection-padded (1 pixel)
     inputs; C1 = 0.01^2, C2 = 0.03^2. ``forward(x, y)`` with (B, C, H, W) inputs returns (B, C, H, W).
+    The 3x3 mean is computed as two 3-tap sums (:func:`box_mean_3x3`), not with AvgPool2d.
     """
 
     C1 = 0.01 ** 2
@@ -23,14 +24,13 @@ class SSIM(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.pad = nn.ReflectionPad2d(1)
-        self.pool = nn.AvgPool2d(3, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         # One padding and one pooling call over the five maps stacked on the channel axis (fewer kernels than
         # five calls; padding commutes with the products, so the numbers are those of the plain formula).
         stacked = self.pad(torch.cat([x, y, x * x, y * y, x * y], 1))
-        mu_x, mu_y, xx, yy, xy = torch.split(self.pool(stacked), channels, 1)
+        mu_x, mu_y, xx, yy, xy = torch.split(box_mean_3x3(stacked), channels, 1)
         mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
         sigma_x = xx - mu_xx
         sigma_y = yy - mu_yy
@@ -38,6 +38,16 @@ class SSIM(nn.Module):
         numerator = (2 * mu_xy + self.C1) * (2 * sigma_xy + self.C2)
         denominator = (mu_xx + mu_yy + self.C1) * (sigma_x + sigma_y + self.C2)
         return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+
+
+def box_mean_3x3(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every 3x3 window (stride 1, no padding): (..., H, W) -> (..., H - 2, W - 2).
+
+    The reference's AvgPool2d(3, 1), as a 3-tap sum along each axis: the same windows and weights, summed in
+    another order (differences ~1e-7); forward plus backward take half the time of avg_pool2d on the CPU.
+    """
+    rows = x[..., :-2] + x[..., 1:-1] + x[..., 2:]
+    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9
 
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim: SSIM | None = None) -> torch.Tensor:
