@@ -12,7 +12,6 @@ the reference's generate_depth_map figure), ``md2 evaluate-depth`` on the split 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import machine, median_seconds, rate
+from benchmarks.common import emit, machine, median_seconds, rate
 from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, ResnetEncoder
 from md2.data.calib import generate_depth_map
@@ -92,11 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["convert_jpeg_images_per_s"] = rate(pngs, seconds)
         results["convert_jpeg_images"] = pngs
     results.update({"reference": REFERENCE, "target": TARGET})
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return results
+    return emit(results, args.json)
 
 
 if __name__ == "__main__":

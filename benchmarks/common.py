@@ -93,3 +93,13 @@ def run_child(module: str, args: list[str], timeout: float = 3600) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def emit(results: dict, json_path=None) -> dict:
+    """Print ``results`` as JSON (and write them to ``json_path`` when given); returns them."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+    return results

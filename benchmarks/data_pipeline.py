@@ -18,7 +18,6 @@ Prints JSON; the reference's figures and issue 6's targets are included for comp
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.common import emit
 from md2.data.augment import ColorJitterParams, color_jitter_hwc, lanczos_pyramid, to_float
 from md2.data.datasets.images import read_rgb
 from md2.data.kitti import KITTIRawDataset
@@ -167,11 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ms_per_frame": breakdown(root, args.repeats),
             "reference": REFERENCE, "target": TARGET,
         }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return results
+    return emit(results, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ JPEGs (decode, LANCZOS resize, network, colour map, writing .npy and .jpeg), in 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import (DEPTH_GFLOP_640x192, machine, matmul_gflops, median_seconds, rate,
+from benchmarks.common import (DEPTH_GFLOP_640x192, emit, machine, matmul_gflops, median_seconds, rate,
                                share_of_peak)
 from md2.core.checkpoint import save_weights_folder
 from md2.core.inference import DepthPredictor, fast_bf16
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     best = max(v["images_per_s"] for k, v in results["network"].items() if k.startswith("640x192_batch_4"))
     results["predict"]["share_of_network_rate"] = round(results["predict"]["in_process_batch_4_images_per_s"]
                                                         / best, 3)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return results
+    return emit(results, args.json)
 
 
 if __name__ == "__main__":

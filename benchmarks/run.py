@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import machine
+from benchmarks.common import emit, machine
 
 SECTIONS = {
     "data": ("benchmarks.data_pipeline", [], ["--samples", "12", "--repeats", "2"]),
@@ -53,11 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[name] = run_section(module, quick if args.quick else full, Path(temporary))
             results[name]["benchmark_seconds"] = round(time.perf_counter() - start, 1)
             print(f"{name}: done in {results[name]['benchmark_seconds']} s", file=sys.stderr)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return results
+    return emit(results, args.json)
 
 
 if __name__ == "__main__":

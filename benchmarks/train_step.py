@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, median_seconds, peak_rss_gb, rate, run_child
+from benchmarks.common import emit, machine, median_seconds, peak_rss_gb, rate, run_child
 
 CASES = {
     "fp32": {},
@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                      "--steps", "2"])
     results = {"machine": machine(), "size": "640x192", "modality": "mono", "cases": cases,
                "fp32_batch_12": memory, "reference": REFERENCE, "target": TARGET}
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return results
+    return emit(results, args.json)
 
 
 if __name__ == "__main__":
