@@ -39,7 +39,7 @@ from md2.core.train.loop import run_training, seed_everything
 from md2.core.train.models import build_models
 from md2.core.train.state import STATE_FILE, read_state
 from md2.data.synth import SynthOptions, generate_dataset
-from tests.core.train.helpers import tiny_config
+from tests.core.train.helpers import tiny_config, tiny_split
 
 MD2 = os.path.join(os.path.dirname(sys.executable), "md2")
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
@@ -115,6 +115,8 @@ def test_a_corrupt_image_in_the_split_stops_training_naming_the_file(drive, tmp_
 
 
 def test_skip_bad_samples_replaces_them_and_counts_them_each_epoch(drive, tmp_path):
+    if drive.name.startswith("drive_jpg"):
+        pytest.skip("once is enough: the JPEG reader's errors are named by the test above")
     data, bad = broken_copy(drive, tmp_path, "truncated")
     result = md2(*train_args(data, tmp_path / "logs", "--num-workers", "1", "--num-epochs", "2",
                              "--skip-bad-samples", png=bad.suffix == ".png"))
@@ -140,8 +142,9 @@ def test_a_skipped_sample_is_replaced_by_the_next_readable_one_with_its_own_augm
 
 def test_skip_bad_samples_changes_no_number_when_every_sample_reads(synth_raw, tmp_path):
     losses = {}
+    splits = tiny_split(synth_raw, tmp_path / "splits", train=4, val=2)
     for skip in (False, True):
-        config = tiny_config(synth_raw, tmp_path / str(skip), num_epochs=1, skip_bad_samples=skip)
+        config = tiny_config(synth_raw, tmp_path / str(skip), splits_dir=str(splits), skip_bad_samples=skip)
         steps: dict[int, float] = {}
         run_training(config, on_step=lambda step, loss: steps.__setitem__(step, loss))
         losses[skip] = steps
@@ -239,7 +242,8 @@ def test_a_full_disk_while_predicting_is_one_line_and_keeps_the_earlier_outputs(
     result = md2("predict", str(images), "--ext", "png", "--weights", str(weights), preexec_fn=full_disk(limit))
     assert result.returncode == 1
     line = error_line(result.stderr)
-    assert "cannot write" in line and "2_disp" in line and "File too large" in line, line
+    # 1.png is predicted again: its outputs are being replaced when the disk is full, and survive as they were
+    assert "cannot write" in line and "_disp." in line and "written" in line, line
     assert {path: path.read_bytes() for path in images.glob("1_disp.*")} == earlier
     assert sorted(p.name for p in images.iterdir()) == ["1.png", "1_disp.jpeg", "1_disp.npy", "2.png"]
     assert np.load(images / "1_disp.npy").shape == (1, 1, 64, 192)
@@ -248,7 +252,7 @@ def test_a_full_disk_while_predicting_is_one_line_and_keeps_the_earlier_outputs(
 @pytest.mark.xfail(strict=True, reason="torch.save(obj, path) reports EFBIG as a RuntimeError, which "
                    "md2.core.checkpoint.save_weights_folder does not turn into a CheckpointError yet")
 def test_a_full_disk_while_saving_weights_is_one_line_and_keeps_the_last_state(synth_raw, tmp_path):
-    config = tiny_config(synth_raw, tmp_path, num_epochs=1)
+    config = tiny_config(synth_raw, tmp_path, splits_dir=str(tiny_split(synth_raw, tmp_path / "splits")))
     run = run_training(config)
     before = read_state(run)
     limit = 4 << 20  # opt.yaml, the state and the event files fit; encoder.pth (45 MB) does not

@@ -144,3 +144,18 @@ def test_a_new_run_refuses_a_folder_holding_a_run(synth_raw, tmp_path):
     run_training(config)
     with pytest.raises(UsageError, match="--resume"):
         run_training(config)
+
+
+def test_md2_train_quiet_prints_nothing_and_verbose_prints_options_and_losses(synth_raw, tmp_path):
+    from tests.cli.test_app import run_md2
+
+    splits = tiny_split(synth_raw, tmp_path / "splits")
+    args = ["train", "--data-path", str(synth_raw), "--splits-dir", str(splits), "--split", "synth", "--png",
+            "--height", "64", "--width", "192", "--batch-size", "2", "--num-workers", "0", "--weights-init",
+            "scratch", "--log-dir", str(tmp_path), "--model-name", "run", "--num-epochs", "1", "--device", "cpu"]
+    quiet = run_md2(*args, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.stderr
+    verbose = run_md2("train", "--resume", str(tmp_path / "run"), "--num-epochs", "2", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "options: {'data': {'data_path'" in verbose.stderr and "step 1: loss " in verbose.stderr
+    assert run_md2(*args, "-q", "-v").returncode == 2

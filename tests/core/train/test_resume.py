@@ -83,8 +83,10 @@ def test_interrupted_weight_saves_are_tidied(synth_raw, tmp_path):
     save_weights_folder(models / ".weights_1.123.abcd.old", networks, height=64, width=192, use_stereo=False)
     (models / ".weights_2.123.ef01.tmp").mkdir()
     (models / ".weights_2.123.ef01.tmp" / "encoder.pth").write_bytes(b"half")
+    (tmp_path / "run" / ".training_state.k2j4_x.tmp.pth").write_bytes(b"half a state")
     recover_interrupted_saves(tmp_path / "run")
     assert sorted(p.name for p in models.iterdir()) == ["weights_1"]  # set aside, never replaced: back
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["models"]
     load_module(build_models(config)["encoder"], models / "weights_1" / "encoder.pth")
 
 
