@@ -249,8 +249,6 @@ def test_a_full_disk_while_predicting_is_one_line_and_keeps_the_earlier_outputs(
     assert np.load(images / "1_disp.npy").shape == (1, 1, 64, 192)
 
 
-@pytest.mark.xfail(strict=True, reason="torch.save(obj, path) reports EFBIG as a RuntimeError, which "
-                   "md2.core.checkpoint.save_weights_folder does not turn into a CheckpointError yet")
 def test_a_full_disk_while_saving_weights_is_one_line_and_keeps_the_last_state(synth_raw, tmp_path):
     config = tiny_config(synth_raw, tmp_path, splits_dir=str(tiny_split(synth_raw, tmp_path / "splits")))
     run = run_training(config)

@@ -75,11 +75,11 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
             state = {_plain_key(k): _to_cpu(v) for k, v in unwrap(module).state_dict().items()}
             if name == "encoder":
                 state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
-            torch.save(state, temporary / f"{name}.pth")
+            _save(state, temporary / f"{name}.pth")
         if optimizer is not None:
-            torch.save(_to_cpu(optimizer.state_dict()), temporary / "adam.pth")
+            _save(_to_cpu(optimizer.state_dict()), temporary / "adam.pth")
         for filename, content in (extra or {}).items():
-            torch.save(_to_cpu(content), temporary / filename)
+            _save(_to_cpu(content), temporary / filename)
         _fsync_folder(temporary)
         _replace_folder(temporary, folder)
     except BaseException as error:
@@ -88,6 +88,18 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
             raise CheckpointError(f"cannot write weights folder {folder}: {error.strerror or error}") from None
         raise
     return folder
+
+
+def _save(obj, path: Path) -> None:
+    """torch.save through a Python file, so that a failed write (disk full, file too large) raises the OSError:
+    torch.save reports it as a RuntimeError of its zip writer, raised while handling the file's OSError."""
+    with open(path, "wb") as file:
+        try:
+            torch.save(obj, file)
+        except RuntimeError as error:
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from None
+            raise
 
 
 def _sibling(folder: Path, tag: str) -> Path:
