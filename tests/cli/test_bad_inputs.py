@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,21 +316,59 @@ def run_md2_in(cwd: Path, home: Path, *args) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@dataclass
+class Outcome:
+    """What one row's run did: the process, and its folder's files before and after."""
+
+    result: subprocess.CompletedProcess
+    before: dict[str, tuple]
+    after: dict[str, tuple]
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
+    """Every row run once, three md2 processes at a time (each mostly starts Python and imports torch, on one
+    thread: running them side by side takes the table from minutes to about one). The shared fixtures are
+    snapshotted around the whole table; each row's own folder around its run."""
+    shared_before = snapshot(world.data, world.splits, world.home, world.resnet18)
+
+    def run(row: Row) -> Outcome | BaseException:
+        try:
+            folder = tmp_path_factory.mktemp(row.id.replace("/", "-"))
+            args = row.build(world, folder)
+            before = snapshot(folder)
+            result = run_md2_in(folder, world.home, *args)
+            return Outcome(result, before, snapshot(folder), folder)
+        except Exception as error:  # noqa: BLE001 - reported by the row's own test
+            return error
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(zip((row.id for row in BAD_INPUTS), pool.map(run, BAD_INPUTS)))
+    done["shared fixtures"] = (shared_before, snapshot(world.data, world.splits, world.home, world.resnet18))
+    return done
+
+
 @pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_touches_nothing(row, world, tmp_path):
-    args = row.build(world, tmp_path)
-    before = snapshot(tmp_path, world.data, world.splits, world.home, world.resnet18)
-    result = run_md2_in(tmp_path, world.home, *args)
-    after = snapshot(tmp_path, world.data, world.splits, world.home, world.resnet18)
+def test_bad_input_is_one_clear_line_and_touches_nothing(row, outcomes):
+    outcome = outcomes[row.id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    result = outcome.result
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     assert row.says in lines[0], lines[0]
     assert result.returncode == row.code, lines[0]
-    assert after == before, sorted(set(after.items()) ^ set(before.items()))
+    assert outcome.after == outcome.before, sorted(set(outcome.after.items()) ^ set(outcome.before.items()))
     for relative in row.absent:
-        assert not (tmp_path / relative).exists(), relative
+        assert not (outcome.folder / relative).exists(), relative
+
+
+def test_no_row_touched_the_shared_fixtures(outcomes):
+    before, after = outcomes["shared fixtures"]
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))
 
 
 def test_the_table_covers_every_command_with_enough_rows():
