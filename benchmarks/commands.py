@@ -4,7 +4,7 @@
 
 Writes synthetic KITTI drives (1242x375 PNG with 64-beam velodyne scans) and a split of ``--frames`` test
 lines, then times the real ``md2`` commands as a user runs them (process start included) and the core
-functions in this process: ``md2 export-gt`` frames/s (and lidar-to-depth-map alone on a 120k-point scan,
+functions in this process: ``md2 export-gt`` frames/s (also export_gt in this process, all cores) (and lidar-to-depth-map alone on a 120k-point scan,
 the reference's generate_depth_map figure), ``md2 evaluate-depth`` on the split with a ResNet-18 model, and
 ``md2 convert-jpeg`` images/s (last: it replaces the PNGs).
 """
@@ -25,6 +25,7 @@ from benchmarks.common import emit, machine, median_seconds, rate
 from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, ResnetEncoder
 from md2.data.calib import generate_depth_map
+from md2.data.groundtruth import export_gt
 from md2.data.synth import SynthOptions, drive_name, generate_dataset
 
 REFERENCE = {"lidar_to_depth_map_frames_per_s": 79.0}
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(depth_map_rate(data, args.repeats))
         splits = str(data / "splits")
         seconds = md2("export-gt", "--data-path", str(data), "--split", SPLIT, "--splits-dir", splits)
+        results["export_gt_command_frames_per_s"] = rate(args.frames, seconds)  # with Python and import start
+        seconds = median_seconds(lambda: export_gt(data, SPLIT, splits_dir=splits, progress=False),
+                                 repeats=args.repeats, warmup=1)
         results["export_gt_frames_per_s"] = rate(args.frames, seconds)
         torch.manual_seed(0)
         encoder = ResnetEncoder(18)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     native = fast_bf16(torch.device("cpu"))
     precisions = ["fp32"] + (["bf16"] if native or args.bf16_anyway else [])
     peaks = {"fp32": matmul_gflops(torch.float32)}
-    peaks["bf16"] = matmul_gflops(torch.bfloat16, size=1024 if native else 256)
+    peaks["bf16"] = matmul_gflops(torch.bfloat16, size=2048 if native else 256, repeats=7 if native else 2)
     with tempfile.TemporaryDirectory() as temporary:
         results = {
             "machine": machine(), "matmul_gflops": peaks, "bf16_native": native,

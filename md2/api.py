@@ -24,14 +24,14 @@ class DepthModel(nn.Module):
         super().__init__()
         self.encoder, self.decoder = predictor.encoder, predictor.decoder
         self.height, self.width, self.use_stereo = predictor.height, predictor.width, predictor.use_stereo
-        self.precision = predictor.precision
+        self.precision, self.channels_last = predictor.precision, predictor.channels_last
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.precision == "fp32":
-            return self.decoder(self.encoder(images))[0]
-        with torch.autocast(images.device.type, dtype=torch.bfloat16):
-            disp = self.decoder(self.encoder(images.contiguous(memory_format=torch.channels_last)))[0]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            disp = self.decoder(self.encoder(images))[0]
         return disp.float().contiguous()
 
     @torch.inference_mode()

@@ -36,8 +36,8 @@ def command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.")] = 1,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(
-        help="fp32 (the reference's numbers), bf16 (autocast; disparities within 1% of fp32) or auto "
-             "(bf16 where the device computes it natively, else fp32).")] = "auto",
+        help="fp32 (the reference's numbers exactly), bf16 (autocast; disparities within 1% of fp32) or auto "
+             "(channels_last, within 1e-5 of fp32, and bf16 where the device computes it natively).")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Also the weights folder, resolution and device, and one line per image.")] = False,

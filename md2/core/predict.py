@@ -87,6 +87,7 @@ def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, orig
                  options: PredictOptions) -> list[Path]:
     """Write one image's outputs; ``disp`` is (1, 1, h, w) at the network's resolution."""
     stem = _output_stem(path, options)
+    stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
     written = []
     # As the reference: the .npy holds the network-resolution result, the picture the original size.
     if options.pred_metric_depth:
@@ -121,8 +122,6 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
 
     Decoding and resizing happen in a background thread so the network is not left waiting.
     """
-    if options.output_dir is not None:
-        options.output_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
     batches = [paths[i:i + options.batch_size] for i in range(0, len(paths), options.batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -88,6 +88,14 @@ def test_unreadable_image_is_named_and_others_still_run(tmp_path, weights):
     assert (tmp_path / "good_disp.npy").exists() and not (tmp_path / "bad_disp.npy").exists()
 
 
+def test_output_dir_is_not_created_when_nothing_is_written(tmp_path, weights):
+    (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
+    result = run_md2("predict", str(tmp_path / "bad.jpg"), "--weights", str(weights), "--output-dir",
+                     str(tmp_path / "out"))
+    assert result.returncode == 1 and "bad.jpg" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("problem", ["missing", "not_a_checkpoint", "truncated"])
 def test_bad_weights_give_one_line(tmp_path, weights, problem):
     image = street_image(tmp_path / "x.jpg")

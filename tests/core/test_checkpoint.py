@@ -262,3 +262,12 @@ def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
     (tmp_path / "models").write_text("a file where a folder should be")
     with pytest.raises(CheckpointError, match="weights_0"):
         write_depth_folder(tmp_path / "models" / "weights_0")
+
+
+@pytest.mark.parametrize("size", [(32, 64), (64, 32), (0, 64), (96, 100)])
+def test_encoder_sizes_below_64_or_not_multiples_of_32_are_refused(tmp_path, size):
+    from md2.core.checkpoint import meta_from_encoder_state
+
+    state = {"height": size[0], "width": size[1]}
+    with pytest.raises(CheckpointError, match="multiple of 32 of at least 64"):
+        meta_from_encoder_state(state, tmp_path / "encoder.pth")

@@ -55,3 +55,12 @@ def test_python_api_takes_a_precision(tmp_path):
         fast = load_model(folder, device="cpu", precision="bf16")(images)
     assert torch.equal(exact, reference.disparity(images))
     assert ((fast - exact).abs() / exact).max().item() < 0.01
+
+
+def test_auto_on_a_cpu_without_bf16_is_fp32_channels_last_within_1e_5():
+    images = street_batch()
+    exact = predictor("fp32")
+    fast = predictor("auto")
+    assert fast.channels_last and not exact.channels_last
+    if fast.precision == "fp32":
+        torch.testing.assert_close(fast.disparity(images), exact.disparity(images), atol=1e-5, rtol=0)
