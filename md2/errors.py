@@ -29,3 +29,12 @@ class CheckpointError(MD2Error):
 
 class DownloadError(MD2Error):
     """A download that failed: no network, a server error, a corrupt or unsafe archive."""
+
+
+def worker_message(text: str) -> str:
+    """The original one-line message inside the text of an error a DataLoader worker raised (torch re-raises it
+    in the main process as "Caught DataError in DataLoader worker process 0. Original Traceback ...")."""
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split("Error: ", 1)[1] if "Error: " in last else last

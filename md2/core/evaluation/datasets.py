@@ -16,7 +16,7 @@ from md2.data.datasets.base import CAMERAS, FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.kitti import KITTI_K, KITTIOdomDataset, KITTIRawDataset
 from md2.data.sample import collate_samples
-from md2.errors import DataError
+from md2.errors import DataError, worker_message
 
 
 class BenchmarkTestImages(FrameDataset):
@@ -117,12 +117,5 @@ def worker_batches(loader: Iterable) -> Iterator:
         except StopIteration:
             return
         except DataError as error:
-            raise DataError(_original_message(str(error))) from None
+            raise DataError(worker_message(str(error))) from None
         yield batch
-
-
-def _original_message(text: str) -> str:
-    if "Original Traceback" not in text:
-        return text
-    last = [line for line in text.splitlines() if line.strip()][-1]
-    return last.split("Error: ", 1)[1] if "Error: " in last else last

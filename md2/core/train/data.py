@@ -18,7 +18,7 @@ from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
 from md2.data.sample import Batch, collate_samples
 from md2.data.splits import read_split_file, split_file
-from md2.errors import DataError, MD2Error
+from md2.errors import DataError, MD2Error, worker_message
 
 VAL_WORKERS = 2
 """Loader workers for validation: one batch is needed per log, so more would only hold prefetched batches."""
@@ -163,7 +163,7 @@ def batches(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator[Ba
         except StopIteration:
             return
         except MD2Error as error:
-            raise type(error)(_worker_message(str(error))) from None
+            raise type(error)(worker_message(str(error))) from None
         except RuntimeError as error:
             if "DataLoader worker" not in str(error):
                 raise
@@ -177,14 +177,6 @@ def batches(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator[Ba
 def _pass_loaded(loaded: LoadedBatch) -> LoadedBatch:
     """The collate function of a :class:`SkipBadSamples` loader: its batches are whole already."""
     return loaded
-
-
-def _worker_message(text: str) -> str:
-    """The original message inside torch's "Caught DataError in DataLoader worker process 0 ..." text."""
-    if "Original Traceback" not in text:
-        return text
-    last = [line for line in text.splitlines() if line.strip()][-1]
-    return last.split("Error: ", 1)[1] if "Error: " in last else last
 
 
 class ValidationBatches:
