@@ -7,7 +7,14 @@ in :mod:`md2.core.train.step`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+C1 = 0.01 ** 2
+C2 = 0.03 ** 2
+SSIM_BLOCK_ELEMENTS = 1 << 18
+"""Elements per map that SSIM works on at a time: about a megabyte, so the ~20 maps of one block stay in cache."""
 
 
 class SSIM(nn.Module):
@@ -15,29 +22,93 @@ class SSIM(nn.Module):
 
     Means, variances and covariance come from 3x3 average pooling (stride 1) of the reflection-padded (1 pixel)
     inputs; C1 = 0.01^2, C2 = 0.03^2. ``forward(x, y)`` with (B, C, H, W) inputs returns (B, C, H, W).
-    The 3x3 mean is computed as two 3-tap sums (:func:`box_mean_3x3`), not with AvgPool2d.
+    The forward numbers are those of the plain formula with the 3x3 means as two 3-tap sums
+    (:func:`box_mean_3x3`); the backward pass is the formula's derivative written out (:class:`_SSIMFunction`).
     """
 
-    C1 = 0.01 ** 2
-    C2 = 0.03 ** 2
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pad = nn.ReflectionPad2d(1)
+    C1 = C1
+    C2 = C2
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
-        # One padding and one pooling call over the five maps stacked on the channel axis (fewer kernels than
-        # five calls; padding commutes with the products, so the numbers are those of the plain formula).
-        stacked = self.pad(torch.cat([x, y, x * x, y * y, x * y], 1))
-        mu_x, mu_y, xx, yy, xy = torch.split(box_mean_3x3(stacked), channels, 1)
-        mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-        sigma_x = xx - mu_xx
-        sigma_y = yy - mu_yy
-        sigma_xy = xy - mu_xy
-        numerator = (2 * mu_xy + self.C1) * (2 * sigma_xy + self.C2)
-        denominator = (mu_xx + mu_yy + self.C1) * (sigma_x + sigma_y + self.C2)
-        return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+        return _SSIMFunction.apply(x, y)
+
+
+class _SSIMFunction(torch.autograd.Function):
+    """SSIM with a hand-written backward pass, worked through in blocks of rows.
+
+    Autograd through the formula keeps ~20 image-sized maps per call for the backward pass and walks each of
+    them through memory several times; the training step makes 8 such calls per batch. Here only the padded
+    inputs are kept; the backward pass recomputes the means block by block (the blocks fit in cache) and
+    applies the chain rule by hand. Gradients agree with autograd's to float rounding (tested in float64).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        padded_x, padded_y = _reflect_pad(x), _reflect_pad(y)
+        out = torch.empty_like(x)
+        for b, rows in _blocks(x):
+            _, _, a, b_, c, d = _ssim_terms(padded_x[b, :, rows.start:rows.stop + 2],
+                                            padded_y[b, :, rows.start:rows.stop + 2])
+            ratio = a * b_
+            ratio /= c * d
+            torch.clamp((1 - ratio) / 2, 0, 1, out=out[b, :, rows])
+        ctx.save_for_backward(padded_x, padded_y)
+        ctx.input_shape = x.shape
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        padded_x, padded_y = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:2]
+        grads = [torch.zeros_like(padded_x) if need else None for need in needs]
+        like = padded_x.new_empty(ctx.input_shape)
+        for b, rows in _blocks(like):
+            window = slice(rows.start, rows.stop + 2)
+            x, y = padded_x[b, :, window], padded_y[b, :, window]
+            mu_x, mu_y, a, b_, c, d = _ssim_terms(x, y)
+            denominator = c * d
+            unclamped = (1 - a * b_ / denominator) / 2
+            g = grad[b, :, rows] * ((unclamped >= 0) & (unclamped <= 1))  # torch.clamp's gradient rule
+            g_numerator = -g / (2 * denominator)
+            g_denominator = g * (a * b_) / (2 * denominator * denominator)
+            g_a, g_b, g_c, g_d = g_numerator * b_, g_numerator * a, g_denominator * d, g_denominator * c
+            # a = 2 mu_x mu_y + C1, b = 2 (E[xy] - mu_x mu_y) + C2, c = mu_x^2 + mu_y^2 + C1,
+            # d = E[x^2] - mu_x^2 + E[y^2] - mu_y^2 + C2: the gradients of the five 3x3 means, then through
+            # the means (the adjoint of a 3x3 mean is a 3x3 mean of the zero-padded gradient).
+            for own, other, mu_own, mu_other, out in ((x, y, mu_x, mu_y, grads[0]), (y, x, mu_y, mu_x, grads[1])):
+                if out is None:
+                    continue
+                g_mu = 2 * mu_other * (g_a - g_b) + 2 * mu_own * (g_c - g_d)
+                spread = box_mean_3x3(F.pad(torch.cat([g_mu, g_d, 2 * g_b]), (2, 2, 2, 2)))
+                s_mu, s_square, s_product = torch.split(spread, own.shape[0])
+                out[b, :, window] += s_mu + 2 * own * s_square + other * s_product
+        return tuple(None if g is None else torch.ops.aten.reflection_pad2d_backward(g, like, [1, 1, 1, 1])
+                     for g in grads)
+
+
+def _reflect_pad(image: torch.Tensor) -> torch.Tensor:
+    return F.pad(image, (1, 1, 1, 1), mode="reflect")
+
+
+def _blocks(image: torch.Tensor):
+    """(batch index, rows) blocks of a (B, C, H, W) image of about SSIM_BLOCK_ELEMENTS elements each."""
+    _, channels, height, width = image.shape
+    step = max(1, SSIM_BLOCK_ELEMENTS // (channels * (width + 2)))
+    for b in range(image.shape[0]):
+        for start in range(0, height, step):
+            yield b, slice(start, min(start + step, height))
+
+
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """For padded (C, h + 2, w + 2) blocks: mu_x, mu_y and SSIM = (a * b) / (c * d) at the h x w centres."""
+    mu_x, mu_y = box_mean_3x3(x), box_mean_3x3(y)
+    mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+    a = 2 * mu_xy + C1
+    b = 2 * (box_mean_3x3(x * y) - mu_xy) + C2
+    c = mu_xx + mu_yy + C1
+    d = (box_mean_3x3(x * x) - mu_xx) + (box_mean_3x3(y * y) - mu_yy) + C2
+    return mu_x, mu_y, a, b, c, d
 
 
 def box_mean_3x3(x: torch.Tensor) -> torch.Tensor:

@@ -105,3 +105,57 @@ def test_smoothness_is_lower_across_image_edges():
     disp = torch.rand(1, 1, 8, 8)
     flat, textured = torch.zeros(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     assert smoothness_loss(disp, textured) < smoothness_loss(disp, flat)
+
+
+def autograd_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The formula through autograd, means as in md2's forward (the hand-written backward's reference)."""
+    from md2.core.losses import box_mean_3x3
+
+    pad = torch.nn.ReflectionPad2d(1)
+    x, y = pad(x), pad(y)
+    mu_x, mu_y = box_mean_3x3(x), box_mean_3x3(y)
+    sigma_x = box_mean_3x3(x * x) - mu_x * mu_x
+    sigma_y = box_mean_3x3(y * y) - mu_y * mu_y
+    sigma_xy = box_mean_3x3(x * y) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + 0.01 ** 2) * (2 * sigma_xy + 0.03 ** 2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + 0.01 ** 2) * (sigma_x + sigma_y + 0.03 ** 2)
+    return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+
+
+@pytest.mark.parametrize("block_elements", [1 << 18, 40])
+@pytest.mark.parametrize("shape", [(2, 3, 20, 30), (1, 1, 4, 4), (3, 2, 7, 11)])
+def test_ssim_gradient_equals_autograd_of_the_formula(shape, block_elements, monkeypatch):
+    # 40 elements per block: every image is worked through in blocks of a row or two, so the halo rows that
+    # neighbouring blocks share must add up.
+    monkeypatch.setattr("md2.core.losses.SSIM_BLOCK_ELEMENTS", block_elements)
+    generator = torch.Generator().manual_seed(sum(shape) + block_elements)
+    x, y = (torch.rand(shape, dtype=torch.float64, generator=generator).requires_grad_() for _ in range(2))
+    # Some pixels identical: SSIM at or below 0 there, where the clamp passes no gradient.
+    with torch.no_grad():
+        y[..., : shape[-2] // 2, :] = x[..., : shape[-2] // 2, :]
+    grad = torch.rand(shape, dtype=torch.float64, generator=generator)
+    ours = torch.autograd.grad((SSIM()(x, y) * grad).sum(), (x, y))
+    expected = torch.autograd.grad((autograd_ssim(x, y) * grad).sum(), (x, y))
+    for mine, theirs in zip(ours, expected):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(SSIM()(x, y), autograd_ssim(x, y), atol=1e-14, rtol=0)
+
+
+def test_ssim_gradient_passes_gradcheck_and_only_where_asked():
+    x = torch.rand(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SSIM(), (x, y))
+    target = y.detach()
+    (gx,) = torch.autograd.grad(SSIM()(x, target).sum(), (x,))
+    assert gx.shape == x.shape and target.grad is None
+    with torch.no_grad():
+        assert not SSIM()(x, y).requires_grad
+
+
+def test_ssim_gradient_in_float32_is_autograd_within_rounding():
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 48, 160, generator=generator, requires_grad=True)
+    y = torch.rand(2, 3, 48, 160, generator=generator)
+    ours, = torch.autograd.grad(SSIM()(x, y).mean(), x)
+    theirs, = torch.autograd.grad(autograd_ssim(x, y).mean(), x)
+    assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-5
