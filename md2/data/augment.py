@@ -11,11 +11,14 @@
   run the operations in ``order`` -- the old semantics. The reference jittered PIL images (uint8 after every
   operation); md2 jitters float images, as torchvision's tensor functional does: :func:`color_jitter` is that
   definition (any device, batched), and :func:`color_jitter_hwc` is the fast CPU path used by the data workers
-  (OpenCV, about 30x faster than torchvision's tensor hue), equal to it within 1e-5 (tested).
+  (OpenCV, about 30x faster than torchvision's tensor hue), equal to it within 1e-5 (tested). With
+  ``--augment-on device`` the trainer applies :func:`color_jitter` to whole batches on its device instead
+  (:mod:`md2.data.device_augment`); the pyramid stays Pillow's in the workers either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import cv2
@@ -35,6 +38,7 @@ COLOR_AUG_PROBABILITY = 0.5
 _GRAY = np.array([0.2989, 0.587, 0.114])
 # Operation indices of torchvision's ColorJitter: 0 brightness, 1 contrast, 2 saturation, 3 hue.
 _OPERATIONS = ("brightness", "contrast", "saturation", "hue")
+_CONTRAST = 1
 
 
 class ColorJitterParams(NamedTuple):
@@ -135,15 +139,49 @@ _CPU_OPERATIONS = (_brightness, _contrast, _saturation, _hue)
 _TENSOR_OPERATIONS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 
 
-def color_jitter(images: torch.Tensor, params: ColorJitterParams) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, params: ColorJitterParams,
+                 sizes: Sequence[int] | None = None) -> torch.Tensor:
     """Jitter float images (..., 3, h, w) in [0, 1] with torchvision's tensor functional, on any device.
 
     This is the definition the CPU path :func:`color_jitter_hwc` reproduces; use it to jitter a batch on the
     accelerator. Contrast uses each image's own grey mean, so a batch of frames is jittered independently.
+
+    With ``sizes``, images of different sizes come packed side by side: (..., 3, 1, sum(sizes)), image k being
+    the next ``sizes[k]`` pixels. Brightness, saturation and hue are per pixel, and contrast then takes each
+    packed image's own grey mean, so one call jitters every frame and scale of a sample as separate calls would.
     """
     for operation in params.order:
-        images = _TENSOR_OPERATIONS[operation](images, getattr(params, _OPERATIONS[operation]))
+        factor = getattr(params, _OPERATIONS[operation])
+        if operation == _CONTRAST and sizes is not None:
+            images = _packed_contrast(images, factor, sizes)
+        else:
+            images = _TENSOR_OPERATIONS[operation](images, factor)
     return images
+
+
+def _packed_contrast(images: torch.Tensor, factor: float, sizes: Sequence[int]) -> torch.Tensor:
+    """torchvision's adjust_contrast (the same blend) with the grey mean of each packed image."""
+    grey = TF.rgb_to_grayscale(images)
+    means, start = [], 0
+    for size, count in _runs(sizes):  # one reduction per run of equal sizes (the frames of one scale)
+        block = grey[..., start:start + size * count].unflatten(-1, (count, size))
+        means.append(block.mean(dim=-1, keepdim=True).expand(block.shape).flatten(-2))
+        start += size * count
+    if start != images.shape[-1]:
+        raise ValueError(f"sizes add up to {start} pixels, the images have {images.shape[-1]}")
+    mean = torch.cat(means, dim=-1)
+    return (factor * images + (1.0 - factor) * mean).clamp(0.0, 1.0)
+
+
+def _runs(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """(size, count) of each run of equal consecutive sizes."""
+    runs: list[tuple[int, int]] = []
+    for size in sizes:
+        if runs and runs[-1][0] == size:
+            runs[-1] = (size, runs[-1][1] + 1)
+        else:
+            runs.append((int(size), 1))
+    return runs
 
 
 def nearest_resize(array: np.ndarray, height: int, width: int, flip: bool = False) -> np.ndarray:

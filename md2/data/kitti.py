@@ -46,13 +46,14 @@ class KITTIDataset(FrameDataset):
 
     def __init__(self, data_path: Path | str, lines: Sequence, height: int, width: int,
                  frame_ids: Sequence[FrameId], num_scales: int = 4, is_train: bool = False,
-                 img_ext: str = ".jpg", use_stereo: bool = False, load_depth: bool = True, seed: int = 0) -> None:
+                 img_ext: str = ".jpg", use_stereo: bool = False, load_depth: bool = True, seed: int = 0,
+                 uint8_images: bool = False) -> None:
         if img_ext not in (".jpg", ".png"):
             raise UsageError(f"image extension must be .jpg or .png, got {img_ext!r}")
         self.data_path = Path(data_path).expanduser()
         self.img_ext = img_ext
         super().__init__(lines, height, width, frame_ids, KITTI_K, num_scales=num_scales, is_train=is_train,
-                         use_stereo=use_stereo, load_depth=load_depth, seed=seed)
+                         use_stereo=use_stereo, load_depth=load_depth, seed=seed, uint8_images=uint8_images)
 
     @staticmethod
     def camera(ref: FrameRef) -> int:

@@ -66,6 +66,9 @@ class Batch:
     index: (B,) int64; flipped: (B,) bool.
     stereo_T: (B, 4, 4) or None; depth_gt: (B, 1, h_gt, w_gt) or None.
     jitter: B entries, each a :class:`ColorJitterParams` or None (plain Python values, not moved by ``to``).
+
+    A dataset built with ``uint8_images`` gives batches whose ``color`` is uint8 (0..255) and ``color_aug`` the
+    same tensors, the jitter not yet applied: :func:`md2.data.device_augment.finish_batch` makes them float.
     """
 
     color: dict[FrameId, list[torch.Tensor]]

@@ -52,12 +52,12 @@ class VideoFolderDataset(FrameDataset):
             pixels when ``image_size`` = (width, height) of the frames is given.
         height, width: training size (multiples of 32 for the networks).
         frame_ids: 0 and neighbour offsets, e.g. (0, -1, 1); no "s" (a video has one camera).
-        num_scales, is_train, seed: as :class:`FrameDataset`.
+        num_scales, is_train, seed, uint8_images: as :class:`FrameDataset`.
     """
 
     def __init__(self, folder: Path | str, K: Sequence | np.ndarray, height: int, width: int,
                  frame_ids: Sequence[FrameId] = (0, -1, 1), num_scales: int = 4, is_train: bool = True,
-                 image_size: tuple[int, int] | None = None, seed: int = 0) -> None:
+                 image_size: tuple[int, int] | None = None, seed: int = 0, uint8_images: bool = False) -> None:
         self.folder = Path(folder).expanduser()
         self.frames = list_frames(self.folder)
         if "s" in frame_ids:
@@ -68,7 +68,8 @@ class VideoFolderDataset(FrameDataset):
         if not refs:
             raise DataError(f"{self.folder} has {len(self.frames)} frames: too few for frame ids {list(frame_ids)}")
         super().__init__(refs, height, width, frame_ids, normalise_intrinsics(K, image_size), num_scales=num_scales,
-                         is_train=is_train, use_stereo=False, load_depth=False, seed=seed)
+                         is_train=is_train, use_stereo=False, load_depth=False, seed=seed,
+                         uint8_images=uint8_images)
 
     def image_path(self, ref: FrameRef, frame: int, camera: int | None) -> Path:
         if not 0 <= frame < len(self.frames):

@@ -37,6 +37,10 @@ class DataConfig:
     frame_ids: tuple[int, ...] = _opt((0, -1, 1), "Frames to load, the target first (comma-separated).")
     use_stereo: bool = _opt(False, "Use the other stereo image as a source frame.")
     num_workers: int = _opt(12, "Data loader worker processes.")
+    augment_on: str = _opt("auto", "Where training images become float and get their colour jitter: workers "
+                                   "(the exact CPU path), device (workers ship the uint8 LANCZOS pyramid; the "
+                                   "training device converts and jitters, within 1e-5), auto (device on CUDA).",
+                           choices=("auto", "workers", "device"))
     skip_bad_samples: bool = _opt(False, "Replace samples whose images cannot be read by the next readable ones "
                                          "and count them at the end of each epoch (default: stop, naming the file).")
 

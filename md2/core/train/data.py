@@ -107,9 +107,16 @@ class SkipBadSamples(Dataset):
                         f"(first: {next(iter(self.bad.values()))})")
 
 
-def build_dataset(config: TrainConfig, which: str, is_train: bool):
+def augments_on_device(config: TrainConfig, device: torch.device) -> bool:
+    """``--augment-on``: whether the training batches are finished on ``device`` (``auto``: on CUDA)."""
+    choice = config.data.augment_on
+    return choice == "device" or (choice == "auto" and device.type == "cuda")
+
+
+def build_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images: bool = False):
     """The reader (``--dataset``) over split file ``which`` (train or val) of ``--split``, wrapped in
-    :class:`SkipBadSamples` with ``--skip-bad-samples``."""
+    :class:`SkipBadSamples` with ``--skip-bad-samples``. ``uint8_images``: batches to finish on the training
+    device (:func:`md2.data.device_augment.finish_batch`)."""
     data = config.data
     if not config.data_root.is_dir():
         raise DataError(f"data folder not found: {config.data_root} (set --data-path)")
@@ -120,7 +127,8 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool):
     reader = DATASETS[data.dataset]
     dataset = reader(config.data_root, lines, data.height, data.width, data.frame_ids,
                      num_scales=len(config.model.scales), is_train=is_train,
-                     img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed)
+                     img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed,
+                     uint8_images=uint8_images)
     return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
 
 

@@ -21,12 +21,14 @@ from md2.core.checkpoint import load_module, load_state_dict_file, save_weights_
 from md2.core.losses import SSIM
 from md2.core.train import distributed, state
 from md2.core.train.config import TrainConfig, save_yaml, to_dict
-from md2.core.train.data import VAL_WORKERS, SkipBadSamples, ValidationBatches, batches, build_dataset, make_loader
+from md2.core.train.data import VAL_WORKERS, SkipBadSamples, ValidationBatches, augments_on_device, batches
+from md2.core.train.data import build_dataset, make_loader
 from md2.core.train.epoch_bar import EpochBar, peak_memory_gb
 from md2.core.train.models import build_models
 from md2.core.train.speed import CompileFallback, accelerate, amp_dtype, compile_networks
 from md2.core.train.step import Warpers, training_step
 from md2.core.train.tb_logging import RunLogger, log_scalars, should_log
+from md2.data.device_augment import finish_batch
 from md2.errors import CheckpointError, MD2Error, UsageError
 
 NAN_CHECK_INTERVAL = 100
@@ -109,8 +111,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.optim.scheduler_step_size, 0.1)
         self.scaler = torch.amp.GradScaler(device.type, enabled=run.amp and amp_dtype(device) == torch.float16)
         pin = device.type == "cuda"
-        self.train_loader = make_loader(build_dataset(config, "train", is_train=True), config, rank=placement.rank,
-                                        world_size=placement.world_size, pin_memory=pin)
+        train_set = build_dataset(config, "train", is_train=True, uint8_images=augments_on_device(config, device))
+        self.train_loader = make_loader(train_set, config, rank=placement.rank, world_size=placement.world_size,
+                                        pin_memory=pin)
         self.val_batches = None
         if placement.is_main:  # only rank 0 validates (and logs)
             val_loader = make_loader(build_dataset(config, "val", is_train=False), config, pin_memory=pin,
@@ -239,7 +242,7 @@ class Trainer:
 
     def _train_step(self, batch, step: int):
         """Forward, backward and Adam on one batch; no host synchronisation."""
-        batch = batch.to(self.device, non_blocking=True)
+        batch = finish_batch(batch.to(self.device, non_blocking=True))  # --augment-on device: uint8 until here
 
         def forward_backward(networks):
             losses, outputs = training_step(networks, batch, self.config, self.warpers, self.ssim)

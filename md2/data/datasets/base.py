@@ -2,7 +2,9 @@
 
 A reader (KITTI raw, odometry, depth benchmark, a folder of video frames, your own) only says where files are;
 this class decodes each image once, builds the LANCZOS pyramid, applies the sample's flip and colour jitter,
-and adds the intrinsics per scale, the stereo transform and the ground-truth depth.
+and adds the intrinsics per scale, the stereo transform and the ground-truth depth. With ``uint8_images`` it
+stops before the float conversion and the jitter, which the trainer then does on its device
+(:func:`md2.data.device_augment.finish_batch`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class FrameDataset(Dataset, ABC):
         use_stereo: add "s" to ``frame_ids``.
         load_depth: add ``depth_gt`` when the first ref has ground truth (as the reference checked).
         seed: with the epoch (:meth:`set_epoch`) and the index, decides each sample's augmentation.
+        uint8_images: images stay the uint8 pyramid (``color``; ``color_aug`` the same tensors) and ``jitter``
+            is left to apply: finish batches with :func:`md2.data.device_augment.finish_batch` on the training
+            device. A quarter of the bytes per image and no jittered copy; the pyramid is the same LANCZOS one.
     """
 
     depth_shape: tuple[int, int] = (375, 1242)
@@ -59,13 +64,14 @@ class FrameDataset(Dataset, ABC):
 
     def __init__(self, refs: Sequence, height: int, width: int, frame_ids: Sequence[FrameId],
                  K: np.ndarray, num_scales: int = 4, is_train: bool = False, use_stereo: bool = False,
-                 load_depth: bool = True, seed: int = 0) -> None:
+                 load_depth: bool = True, seed: int = 0, uint8_images: bool = False) -> None:
         self.refs = [as_frame_ref(ref) for ref in refs]
         self.height, self.width, self.num_scales = _check_sizes(height, width, num_scales)
         self.frame_ids = _check_frame_ids(frame_ids, use_stereo)
         self.is_train = is_train
         self.seed = int(seed)
         self.epoch = 0
+        self.uint8_images = bool(uint8_images)
         K_list, inv_K_list = intrinsics_pyramid(_as_4x4(K), width, height, num_scales)
         self.K = [torch.as_tensor(np.asarray(k), dtype=torch.float32) for k in K_list]
         self.inv_K = [torch.as_tensor(np.asarray(k), dtype=torch.float32) for k in inv_K_list]
@@ -115,10 +121,10 @@ class FrameDataset(Dataset, ABC):
         _limit_worker_threads()
         items = [self._resolve(key) for key in keys]
         count, empty = len(items), _shared_empty if get_worker_info() is not None else torch.empty
-        plain = [empty((len(self.frame_ids), count, 3, h, w)) for h, w in self._sizes]
-        any_jitter = any(jitter is not None for _, (_, jitter) in items)
-        jittered = [empty(stack.shape) for stack in plain] if any_jitter else None
-        depth = empty((count, 1, *self.depth_shape)) if self.load_depth else None
+        plain = [empty((len(self.frame_ids), count, 3, h, w), dtype=self._dtype) for h, w in self._sizes]
+        any_jitter = not self.uint8_images and any(jitter is not None for _, (_, jitter) in items)
+        jittered = [empty(stack.shape, dtype=torch.float32) for stack in plain] if any_jitter else None
+        depth = empty((count, 1, *self.depth_shape), dtype=torch.float32) if self.load_depth else None
         for b, (index, (flip, jitter)) in enumerate(items):
             self._fill_images(self.refs[index], flip, jitter, [stack[:, b] for stack in plain],
                               None if jittered is None else [stack[:, b] for stack in jittered])
@@ -139,8 +145,9 @@ class FrameDataset(Dataset, ABC):
     def load_sample(self, index: int, flip: bool = False, jitter: ColorJitterParams | None = None) -> Sample:
         """Sample ``index`` with the given augmentation (no randomness)."""
         ref = self.refs[index]
-        plain = [torch.empty(len(self.frame_ids), 3, h, w) for h, w in self._sizes]
-        jittered = [torch.empty_like(stack) for stack in plain] if jitter is not None else None
+        plain = [torch.empty(len(self.frame_ids), 3, h, w, dtype=self._dtype) for h, w in self._sizes]
+        jittered = [torch.empty_like(stack) for stack in plain] if jitter is not None and not self.uint8_images \
+            else None
         self._fill_images(ref, flip, jitter, plain, jittered)
         color = {f: [stack[i] for stack in plain] for i, f in enumerate(self.frame_ids)}
         color_aug = color if jittered is None else {f: [stack[i] for stack in jittered]
@@ -157,6 +164,10 @@ class FrameDataset(Dataset, ABC):
 
     # -- the work ----------------------------------------------------------------------------------
     @property
+    def _dtype(self) -> torch.dtype:
+        return torch.uint8 if self.uint8_images else torch.float32
+
+    @property
     def _sizes(self) -> list[tuple[int, int]]:
         return [(self.height // 2**s, self.width // 2**s) for s in range(self.num_scales)]
 
@@ -169,13 +180,17 @@ class FrameDataset(Dataset, ABC):
 
     def _fill_images(self, ref: FrameRef, flip: bool, jitter: ColorJitterParams | None,
                      plain: list[torch.Tensor], jittered: list[torch.Tensor] | None) -> None:
-        """Decode each frame once, build its pyramid and write it into ``plain[scale][frame]`` (3, h, w), and
-        its jittered version (or, without a jitter, a copy) into ``jittered`` when given."""
+        """Decode each frame once, build its pyramid and write it into ``plain[scale][frame]`` (3, h, w; float
+        in [0, 1], or the uint8 pixels when ``plain`` is uint8), and its jittered version (or, without a
+        jitter, a copy) into ``jittered`` when given."""
         for i, frame_id in enumerate(self.frame_ids):
             image = self._read_frame(ref, frame_id)
             if flip:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             for scale, level in enumerate(lanczos_pyramid(image, self.width, self.height, self.num_scales)):
+                if plain[scale].dtype == torch.uint8:
+                    plain[scale][i].copy_(torch.from_numpy(np.array(level)).permute(2, 0, 1))
+                    continue
                 pixels = to_float(np.asarray(level))
                 plain[scale][i].copy_(torch.from_numpy(pixels).permute(2, 0, 1))
                 if jittered is not None:
@@ -249,10 +264,10 @@ def _limit_worker_threads() -> None:
         _threads_limited = True
 
 
-def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised float32 tensor in shared memory, allocated there directly as torch's own
-    ``default_collate`` does in workers (``share_memory_()`` on a new tensor would copy it once more)."""
+def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor in shared memory, allocated there directly as torch's own ``default_collate``
+    does in workers (``share_memory_()`` on a new tensor would copy it once more)."""
     numel = int(np.prod(shape))
-    template = torch.empty(0)
+    template = torch.empty(0, dtype=dtype)
     storage = template._typed_storage()._new_shared(numel, device=template.device)
     return template.new(storage).resize_(shape)
