@@ -26,8 +26,9 @@ def is_uint8(batch: Batch) -> bool:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1] on their device, bit-identical to :func:`md2.data.augment.to_float`."""
     # Divided by a tensor on the images' device, not by the number 255: CUDA turns division by a host scalar
-    # into multiplication by its reciprocal, which is not x / 255 for every x.
-    return torch.div(images, torch.full((), 255.0, device=images.device))
+    # into multiplication by its reciprocal, which is not x / 255 for every x. Converted first: the CPU's
+    # uint8 / float division is not vectorised (6x slower).
+    return images.to(torch.float32).div_(torch.full((), 255.0, device=images.device))
 
 
 def finish_batch(batch: Batch) -> Batch:
