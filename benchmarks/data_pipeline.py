@@ -7,8 +7,12 @@ made earlier (``md2 synth``-style layout with both image types), then measures a
 like a DataLoader worker, the median over ``--repeats`` runs of ``--samples`` samples:
 
 * training samples (640 x 192, 4 scales, flip and colour jitter with p = 0.5) for mono (frames 0, -1, 1) and
-  mono+stereo, from JPEG and from PNG, without and (mono) with the lidar ``depth_gt``;
+  mono+stereo, from JPEG and from PNG, without and (mono) with the lidar ``depth_gt``; and (``*_uint8``) the
+  uint8 pyramids that ``--augment-on device`` ships instead (no float conversion, no jitter in the worker);
 * the same through a DataLoader with one worker process, batch 12, ``collate_samples`` (what training sees);
+* ``--augment-on device``'s finishing on the current device (float conversion and colour jitter of one batch:
+  4 samples on the CPU with torch's threads, as the trainer; 12 on CUDA; every sample jittered and none), and
+  the bytes per batch of 12 that cross from a worker to the trainer on each path;
 * evaluation images (frame 0 at one scale);
 * where the time goes for one JPEG frame: decode, the LANCZOS chain, float conversion, colour jitter.
 
@@ -32,8 +36,9 @@ from torch.utils.data import DataLoader
 from benchmarks.common import emit
 from md2.data.augment import ColorJitterParams, color_jitter_hwc, lanczos_pyramid, to_float
 from md2.data.datasets.images import read_rgb
+from md2.data.device_augment import finish_batch
 from md2.data.kitti import KITTIRawDataset
-from md2.data.sample import collate_samples
+from md2.data.sample import Batch, collate_samples
 from md2.data.synth import drive_name, generate_dataset
 
 HEIGHT, WIDTH = 192, 640
@@ -71,6 +76,9 @@ def sample_rates(root: Path, lines: list[str], samples: int, repeats: int) -> di
         "mono_stereo_jpg": (".jpg", {"use_stereo": True}), "mono_stereo_png": (".png", {"use_stereo": True}),
         "mono_jpg_with_depth_gt": (".jpg", {"load_depth": True}),
         "mono_png_with_depth_gt": (".png", {"load_depth": True}),
+        "mono_jpg_uint8": (".jpg", {"uint8_images": True}), "mono_png_uint8": (".png", {"uint8_images": True}),
+        "mono_stereo_jpg_uint8": (".jpg", {"use_stereo": True, "uint8_images": True}),
+        "mono_stereo_png_uint8": (".png", {"use_stereo": True, "uint8_images": True}),
     }
     rates = {}
     for name, (ext, options) in cases.items():
@@ -87,8 +95,8 @@ def sample_rates(root: Path, lines: list[str], samples: int, repeats: int) -> di
 def loader_rates(root: Path, lines: list[str], samples: int, repeats: int) -> dict[str, float]:
     """Samples per second arriving in the training process from a DataLoader with one worker, batch 12."""
     rates = {}
-    for ext in (".jpg", ".png"):
-        dataset = _dataset(root, ext, lines)
+    for ext, uint8 in ((".jpg", False), (".png", False), (".jpg", True), (".png", True)):
+        dataset = _dataset(root, ext, lines, uint8_images=uint8)
         loader = DataLoader(dataset, batch_size=12, shuffle=True, num_workers=1, collate_fn=collate_samples,
                             persistent_workers=True, drop_last=True)
         iterator = iter(loader)
@@ -101,7 +109,8 @@ def loader_rates(root: Path, lines: list[str], samples: int, repeats: int) -> di
                 except StopIteration:
                     iterator = iter(loader)
 
-        rates[f"mono_{ext.strip('.')}_one_worker_batch_12"] = _median_rate(run, samples, repeats)
+        rates[f"mono_{ext.strip('.')}_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _median_rate(
+            run, samples, repeats)
         del iterator, loader
     return rates
 
@@ -146,6 +155,57 @@ def breakdown(root: Path, repeats: int) -> dict[str, float]:
     return result
 
 
+def device_finishing(root: Path, lines: list[str], repeats: int) -> dict:
+    """Milliseconds to finish one uint8 batch on the current device (``finish_batch``: float conversion and
+    colour jitter), with every sample jittered (the most work) and with none (the conversion alone)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = 12 if device.type == "cuda" else 4
+    result: dict = {"device": str(device), "batch": size, "threads": torch.get_num_threads()}
+    jitter = ColorJitterParams((3, 0, 2, 1), 1.15, 0.85, 1.1, 0.07)
+    for name, options in (("mono", {}), ("mono_stereo", {"use_stereo": True})):
+        dataset = _dataset(root, ".jpg", lines, uint8_images=True, **options)
+        shipped = dataset.__getitems__(list(range(size))).to(device)
+        for case, jitters in (("all_jittered", [jitter] * size), ("none_jittered", [None] * size)):
+            batch = Batch(**{**shipped.__dict__, "jitter": jitters})
+
+            def finish(batch=batch) -> None:
+                finish_batch(batch)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+
+            finish()
+            times = []
+            for _ in range(repeats * 2):
+                start = time.perf_counter()
+                finish()
+                times.append(time.perf_counter() - start)
+            result[f"{name}_ms_{case}"] = round(1000 * statistics.median(times), 2)
+    return result
+
+
+def bytes_per_batch(root: Path, lines: list[str]) -> dict[str, int]:
+    """Bytes of one training batch of 12 that cross from a worker to the trainer on each path: the images,
+    and everything (with the lidar ``depth_gt`` training loads when the split has it). The workers' path holds
+    a jittered copy whenever one of the 12 samples is jittered (all batches but 1 in 4096), as this one is."""
+    result = {}
+    for name, options in (("mono", {}), ("mono_stereo", {"use_stereo": True})):
+        for path, uint8 in (("workers", False), ("device", True)):
+            dataset = _dataset(root, ".jpg", lines, uint8_images=uint8, load_depth=True, **options)
+            batch = dataset.__getitems__(list(range(12)))
+            assert any(jitter is not None for jitter in batch.jitter)
+            images = [image for stack in (batch.color, batch.color_aug) for scales in stack.values()
+                      for image in scales]
+            result[f"{name}_{path}_images"] = _nbytes(images)
+            result[f"{name}_{path}_total"] = _nbytes(images + [batch.depth_gt, batch.stereo_T, batch.index,
+                                                              batch.flipped, *batch.K, *batch.inv_K])
+    return result
+
+
+def _nbytes(tensors: list[torch.Tensor | None]) -> int:
+    """Bytes of the distinct tensors (color_aug shares color's tensors where nothing is jittered)."""
+    return sum(t.nbytes for t in {id(t): t for t in tensors if t is not None}.values())
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
@@ -153,11 +213,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # what a DataLoader worker runs with
-    cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as temporary:
         root = args.data or make_data(Path(temporary), frames=14)
         lines = [f"{drive_name(0)} {frame} {side}" for frame in range(1, 13) for side in "lr"]
+        # First, with the training process's threads (switching torch's thread pool back from 1 made the
+        # timings erratic here).
+        finishing = device_finishing(root, lines, args.repeats)
+        torch.set_num_threads(1)  # what a DataLoader worker runs with
+        cv2.setNumThreads(1)
         results = {
             "size": f"{WIDTH}x{HEIGHT}", "scales": 4, "augmentation": "flip p=0.5, colour jitter p=0.5",
             "threads": 1,
@@ -165,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
             "data_loader": loader_rates(root, lines, 2 * args.samples, args.repeats),
             "evaluation": evaluation_rates(root, lines, args.samples, args.repeats),
             "ms_per_frame": breakdown(root, args.repeats),
+            "bytes_per_batch_of_12": bytes_per_batch(root, lines),
+            "device_finishing": finishing,
             "reference": REFERENCE, "target": TARGET,
         }
     return emit(results, args.json)
