@@ -12,11 +12,19 @@ Both are session-scoped and shared: read-only for tests (copy before changing an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# One torch thread per process (this one, md2 subprocesses, loader workers, DDP ranks), unless the caller chose:
+# the tests' tensors are tiny, and on the 2-core CI machine two OpenMP threads spend more time waking each other
+# than computing (a 3x3 sum on a 3 x 66 x 194 block: 0.07 ms on one thread, 2-15 ms on two whenever another
+# process holds a core), and tests that run md2 processes side by side (DDP ranks, the bad-input table) would
+# oversubscribe the cores. Set before torch is first imported, which reads it once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from md2.data.synth import SynthOptions, generate_dataset
+import pytest  # noqa: E402
+
+from md2.data.synth import SynthOptions, generate_dataset  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SYNTH_RAW = SynthOptions(drives=2, frames=8, width=256, height=80, seed=0, depth_benchmark=True, odometry=True)
