@@ -34,7 +34,8 @@ class Sample:
     stereo_T: (4, 4) float32 transform to the other stereo camera (baseline +-0.1), when "s" is a frame.
     depth_gt: (1, h_gt, w_gt) float32 ground-truth depth in metres (0 where unknown), when loaded
         (KITTI: 375 x 1242).
-    jitter: the colour jitter applied, or None.
+    jitter: the colour jitter applied, or None (with a dataset's ``uint8_images``: still to apply, and ``color``
+        is the uint8 pyramid, ``color_aug`` the same tensors; see :class:`Batch`).
     """
 
     color: dict[FrameId, list[torch.Tensor]]
