@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import emit
+from benchmarks.common import emit, median_seconds
 from md2.data.augment import ColorJitterParams, color_jitter_hwc, lanczos_pyramid, to_float
 from md2.data.datasets.images import read_rgb
 from md2.data.device_augment import finish_batch
@@ -145,13 +145,7 @@ def breakdown(root: Path, repeats: int) -> dict[str, float]:
     }
     result = {}
     for name, stage in stages.items():
-        stage()
-        times = []
-        for _ in range(repeats * 4):
-            start = time.perf_counter()
-            stage()
-            times.append(time.perf_counter() - start)
-        result[name] = round(1000 * statistics.median(times), 3)
+        result[name] = round(1000 * median_seconds(stage, repeats=repeats * 4), 3)
     return result
 
 
@@ -173,13 +167,7 @@ def device_finishing(root: Path, lines: list[str], repeats: int) -> dict:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
 
-            finish()
-            times = []
-            for _ in range(repeats * 2):
-                start = time.perf_counter()
-                finish()
-                times.append(time.perf_counter() - start)
-            result[f"{name}_ms_{case}"] = round(1000 * statistics.median(times), 2)
+            result[f"{name}_ms_{case}"] = round(1000 * median_seconds(finish, repeats=repeats * 2), 2)
     return result
 
 
