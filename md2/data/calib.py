@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,24 @@ def velodyne_to_image(calib_dir: Path | str, cam: int = 2) -> tuple[np.ndarray, 
     """(3, 4) projection from lidar to image ``cam`` pixels and the image shape (height, width)."""
     calib_dir = Path(calib_dir)
     cam_file, velo_file = calib_dir / "calib_cam_to_cam.txt", calib_dir / "calib_velo_to_cam.txt"
+    # Cached per file contents' identity (path, size, modification time): export-gt projects thousands of
+    # scans with a handful of calibrations, and parsing both files cost as much as projecting a scan.
+    stamps = tuple(_stamp(path) for path in (cam_file, velo_file))
+    projection, shape = _projection(cam_file, velo_file, cam, stamps)
+    return projection.copy(), shape
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None  # read_calib_file names the missing or unreadable file
+    return status.st_size, status.st_mtime_ns
+
+
+@lru_cache(maxsize=32)
+def _projection(cam_file: Path, velo_file: Path, cam: int,
+                stamps: tuple) -> tuple[np.ndarray, tuple[int, int]]:
     cam_to_cam, velo_to_cam = read_calib_file(cam_file), read_calib_file(velo_file)
     velo2cam = np.eye(4)
     velo2cam[:3, :3] = _entry(velo_to_cam, "R", 9, velo_file).reshape(3, 3)
@@ -70,27 +89,31 @@ def velodyne_to_image(calib_dir: Path | str, cam: int = 2) -> tuple[np.ndarray, 
 
 
 def generate_depth_map(calib_dir: Path | str, velo_path: Path | str, cam: int = 2,
-                       vel_depth: bool = False) -> np.ndarray:
+                       vel_depth: bool = False, dtype: type = np.float64) -> np.ndarray:
     """Project a velodyne scan into camera ``cam``: (H, W) depth in metres, 0 where no point lands.
 
     As the reference: points with lidar x < 0 are dropped; pixel = round(u) - 1, round(v) - 1; points outside
     the image are dropped; where several points land on one pixel the smallest depth wins; negative depths
-    become 0. ``vel_depth`` stores the lidar's forward distance x instead of the camera z.
+    become 0. ``vel_depth`` stores the lidar's forward distance x instead of the camera z. The depths are
+    computed in float64 and returned as ``dtype`` (export-gt stores float32, as the reference's script).
     """
     P_velo2im, (height, width) = velodyne_to_image(calib_dir, cam)
     velo = load_velodyne_points(velo_path)
-    # Every point is projected and the x < 0 ones masked out with the off-image ones: the same points as
-    # filtering rows first, without copying the scan.
+    velo = velo[velo[:, 0] >= 0]  # behind the lidar: dropped first (about half a scan), as the reference does
     projected = velo @ P_velo2im.T
     z = velo[:, 0].astype(np.float64) if vel_depth else projected[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):  # z = 0: inf/nan pixels, dropped below as in the reference
-        u = np.round(projected[:, 0] / projected[:, 2]) - 1
-        v = np.round(projected[:, 1] / projected[:, 2]) - 1
-        inside = (velo[:, 0] >= 0) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
+        pixels = projected[:, :2] / projected[:, 2:]
+    np.round(pixels, out=pixels)
+    pixels -= 1
+    u, v = pixels[:, 0], pixels[:, 1]
+    inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
     pixel = v[inside].astype(np.int64) * width + u[inside].astype(np.int64)
-    # Several points on one pixel: the reference keeps the smallest depth (numpy leaves the winner of repeated
-    # fancy-index writes unspecified; minimum.at is defined and fast).
-    depth = np.full(height * width, np.inf)
-    np.minimum.at(depth, pixel, z[inside])
-    depth[np.isinf(depth) | (depth < 0)] = 0
+    # The reference takes the smallest depth of a pixel's points, then sets negative depths to 0: the same as
+    # raising each negative depth to 0 first. Several points on one pixel: numpy leaves the winner of repeated
+    # fancy-index writes unspecified; minimum.at is defined. Rounding to ``dtype`` keeps the order, so the
+    # minimum is taken after it, on the smaller array.
+    depth = np.full(height * width, np.inf, dtype=dtype)
+    np.minimum.at(depth, pixel, np.maximum(z[inside], 0.0).astype(dtype))
+    depth[depth == np.inf] = 0
     return depth.reshape(height, width)

@@ -49,7 +49,7 @@ def lidar_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
     if not velodyne.is_file():
         raise DataError(f"missing velodyne scan {velodyne} (test line '{line}')")
     calib_dir = data_path / line.folder.split("/")[0]
-    return generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True).astype(np.float32)
+    return generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True, dtype=np.float32)
 
 
 def benchmark_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:

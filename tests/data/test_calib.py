@@ -179,3 +179,35 @@ def test_real_kitti_calibration_matches_a_plain_loop_projection(tmp_path):
             depth = generate_depth_map(REAL_CALIB, scan, cam=cam, vel_depth=vel_depth)
             assert depth.shape == (375, 1242) and np.count_nonzero(depth) > 5000
             np.testing.assert_allclose(depth, expected, rtol=1e-12)
+
+
+def test_pixel_whose_nearest_point_is_behind_the_camera_becomes_zero(tmp_path):
+    calib = write_calib(tmp_path / "c", velo_T="0 0 -5")  # camera z = lidar x - 5
+    # Same pixel (straight ahead): z = 3 and z = -3; the smallest is negative, so the pixel is 0, as the
+    # reference's min-then-zero rule gives.
+    depth = generate_depth_map(calib, write_scan(tmp_path / "s.bin", [(8.0, 0.0, 0.0), (2.0, 0.0, 0.0)]))
+    assert np.count_nonzero(depth) == 0
+
+
+def test_rewritten_calibration_is_read_again(tmp_path):
+    calib = write_calib(tmp_path / "c")
+    scan = write_scan(tmp_path / "s.bin", [(5.4, 0.0, 0.0)])
+    before = np.argwhere(generate_depth_map(calib, scan))
+    write_calib(calib, right_tx=-54.0, R_rect="1 0 0 0 1 0 0 0 1")  # same contents: same pixel
+    assert np.argwhere(generate_depth_map(calib, scan)).tolist() == before.tolist()
+    cam_file = calib / "calib_cam_to_cam.txt"
+    cam_file.write_text(cam_file.read_text().replace(f"P_rect_02: {FX} 0 {CX}", f"P_rect_02: {FX} 0 {CX + 7}"))
+    after = np.argwhere(generate_depth_map(calib, scan))
+    assert after[0, 1] == before[0, 1] + 7
+
+
+@pytest.mark.skipif(not REAL_CALIB.exists(), reason="../shared/kitti_calib not present")
+def test_float32_depth_map_is_the_float64_map_rounded(tmp_path):
+    rng = np.random.default_rng(1)
+    points = np.stack([rng.uniform(-5, 60, 30000), rng.uniform(-20, 20, 30000), rng.uniform(-2, 2, 30000)], 1)
+    scan = write_scan(tmp_path / "s.bin", points)
+    for vel_depth in (False, True):
+        wide = generate_depth_map(REAL_CALIB, scan, vel_depth=vel_depth)
+        narrow = generate_depth_map(REAL_CALIB, scan, vel_depth=vel_depth, dtype=np.float32)
+        assert wide.dtype == np.float64 and narrow.dtype == np.float32 and np.count_nonzero(narrow) > 3000
+        np.testing.assert_array_equal(narrow, wide.astype(np.float32))
