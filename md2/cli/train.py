@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import os
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
@@ -31,12 +32,12 @@ def _option(name: str, item: dataclasses.Field, annotation: Any) -> inspect.Para
     """A Typer option for one config field: its help, its default shown, None meaning "not given"."""
     kebab = "--" + name.replace("_", "-")
     origin = get_origin(annotation)
-    if origin is Union:
+    if origin in (Union, UnionType):  # Optional[X] and X | None
         annotation = next(a for a in get_args(annotation) if a is not type(None))
         origin = get_origin(annotation)
     default = item.default
     if origin is tuple:
-        cli_type, default = str, ",".join(map(str, default))
+        cli_type, default = str, None if default is None else ",".join(map(str, default))
     elif annotation is bool:
         cli_type = bool
         kebab = f"{kebab}/{_NEGATIVE_FLAGS.get(name, '--no-' + name.replace('_', '-'))}"

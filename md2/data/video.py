@@ -1,6 +1,8 @@
-"""Train on your own data: a folder of video frames plus one intrinsics matrix, or a reader of your own.
+"""Train on your own data: folders of video frames plus one intrinsics matrix, or a reader of your own.
 
-A folder of frames -- no split files needed::
+From the command line: ``md2 train --dataset video --data-path FRAMES --intrinsics fx,fy,cx,cy``
+(:func:`md2.core.train.data.build_dataset` holds out one sample in 20 for validation). In Python, a folder of
+frames -- no split files needed::
 
     from md2.data.video import VideoFolderDataset
     K = [[721.5, 0, 609.6], [0, 721.5, 172.9], [0, 0, 1]]          # pixels, for 1242 x 375 frames
@@ -44,37 +46,86 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class VideoFolderDataset(FrameDataset):
-    """A monocular video given as a folder of frames (see the module's documentation).
+    """Monocular videos given as folders of frames (see the module's documentation).
 
     Args:
-        folder: the frames.
+        folder: the frames, or several folders of frames (one per video; a sample's neighbours come from
+            its own video).
         K: 3x3 or 4x4 intrinsics, normalised (row 0 divided by the frame width, row 1 by the height), or in
             pixels when ``image_size`` = (width, height) of the frames is given.
         height, width: training size (multiples of 32 for the networks).
         frame_ids: 0 and neighbour offsets, e.g. (0, -1, 1); no "s" (a video has one camera).
+        refs: the samples (FrameRef(folder, frame index, None), as :func:`video_samples` lists them);
+            default every frame whose neighbours exist.
         num_scales, is_train, seed, uint8_images: as :class:`FrameDataset`.
     """
 
-    def __init__(self, folder: Path | str, K: Sequence | np.ndarray, height: int, width: int,
-                 frame_ids: Sequence[FrameId] = (0, -1, 1), num_scales: int = 4, is_train: bool = True,
-                 image_size: tuple[int, int] | None = None, seed: int = 0, uint8_images: bool = False) -> None:
-        self.folder = Path(folder).expanduser()
-        self.frames = list_frames(self.folder)
+    def __init__(self, folder: Path | str | Sequence[Path | str], K: Sequence | np.ndarray, height: int,
+                 width: int, frame_ids: Sequence[FrameId] = (0, -1, 1), num_scales: int = 4,
+                 is_train: bool = True, image_size: tuple[int, int] | None = None, seed: int = 0,
+                 uint8_images: bool = False, refs: Sequence[FrameRef] | None = None) -> None:
+        folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
+        self.videos = {str(Path(f).expanduser()): list_frames(Path(f).expanduser()) for f in folders}
+        self.folder = Path(next(iter(self.videos)))
+        self.frames = self.videos[str(self.folder)]
         if "s" in frame_ids:
             raise UsageError("a video folder has one camera: frame id 's' (stereo) is not available")
-        offsets = [int(f) for f in frame_ids]
-        before, after = max(0, -min(offsets, default=0)), max(0, max(offsets, default=0))
-        refs = [FrameRef(str(self.folder), i, None) for i in range(before, len(self.frames) - after)]
+        if refs is None:
+            refs = [ref for video in self.videos for ref in video_samples(video, len(self.videos[video]), frame_ids)]
         if not refs:
-            raise DataError(f"{self.folder} has {len(self.frames)} frames: too few for frame ids {list(frame_ids)}")
+            counts = ", ".join(f"{video}: {len(frames)}" for video, frames in self.videos.items())
+            raise DataError(f"too few frames for frame ids {list(frame_ids)} ({counts})")
         super().__init__(refs, height, width, frame_ids, normalise_intrinsics(K, image_size), num_scales=num_scales,
                          is_train=is_train, use_stereo=False, load_depth=False, seed=seed,
                          uint8_images=uint8_images)
 
     def image_path(self, ref: FrameRef, frame: int, camera: int | None) -> Path:
-        if not 0 <= frame < len(self.frames):
-            raise DataError(f"frame {frame} is outside the video in {self.folder} ({len(self.frames)} frames)")
-        return self.frames[frame]
+        frames = self.videos.get(ref.folder)
+        if frames is None:
+            raise DataError(f"sample '{ref}' names a video that is not one of this dataset's folders")
+        if not 0 <= frame < len(frames):
+            raise DataError(f"frame {frame} is outside the video in {ref.folder} ({len(frames)} frames)")
+        return frames[frame]
+
+
+def video_samples(folder: str, count: int, frame_ids: Sequence[FrameId]) -> list[FrameRef]:
+    """The samples of a video of ``count`` frames: every frame index whose neighbours (``frame_ids``) exist."""
+    offsets = [int(f) for f in frame_ids if f != "s"]
+    before, after = max(0, -min(offsets, default=0)), max(0, max(offsets, default=0))
+    return [FrameRef(folder, i, None) for i in range(before, count - after)]
+
+
+def video_folders(root: Path | str) -> list[Path]:
+    """The videos under ``root``: ``root`` itself when it holds frames, else each of its sub-folders that
+    does, in natural order. DataError when there are none."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"no such folder of frames: {root}")
+    if any(path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() for path in root.iterdir()):
+        return [root]
+    videos = [path for path in sorted(root.iterdir(), key=_natural_key) if path.is_dir()
+              and any(item.suffix.lower() in IMAGE_SUFFIXES and item.is_file() for item in path.iterdir())]
+    if not videos:
+        raise DataError(f"no .jpg or .png frames in {root} or in its sub-folders")
+    return videos
+
+
+def frame_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"cannot read frame {path}: {error}") from None
+
+
+def hold_out(refs: Sequence[FrameRef], every: int) -> tuple[list[FrameRef], list[FrameRef]]:
+    """(train, val): every ``every``-th sample (counting from the middle of the first gap) for validation,
+    the rest for training."""
+    val = set(range(every // 2, len(refs), every))
+    return [r for i, r in enumerate(refs) if i not in val], [r for i, r in enumerate(refs) if i in val]
 
 
 def list_frames(folder: Path) -> list[Path]:

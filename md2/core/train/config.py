@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -29,8 +30,11 @@ class DataConfig:
     data_path: str = _opt("kitti_data", "Folder holding the KITTI data.")
     split: str = _opt("eigen_zhou", "Training split: eigen_zhou, eigen_full, odom, benchmark or your own.")
     splits_dir: str | None = _opt(None, "Folder holding split folders (default: md2's cache of the official lists).")
-    dataset: str = _opt("kitti", "Dataset reader: kitti, kitti_odom, kitti_depth.",
-                        choices=("kitti", "kitti_odom", "kitti_depth"))
+    dataset: str = _opt("kitti", "Dataset reader: kitti, kitti_odom, kitti_depth, or video (--data-path is a "
+                                 "folder of frames, or of such folders, with --intrinsics; no split files).",
+                        choices=("kitti", "kitti_odom", "kitti_depth", "video"))
+    intrinsics: tuple[float, ...] | None = _opt(None, "With --dataset video: the camera's fx,fy,cx,cy in pixels "
+                                                      "of the frames (or divided by the frame width and height).")
     png: bool = _opt(False, "Read .png images instead of .jpg.")
     height: int = _opt(192, "Input image height (a multiple of 32).")
     width: int = _opt(640, "Input image width (a multiple of 32).")
@@ -151,7 +155,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     args = get_args(annotation)
     if value is None and type(None) in args:
         return None
-    if origin is Union:
+    if origin in (Union, UnionType):  # Optional[X] and X | None
         annotation = next(a for a in args if a is not type(None))
         origin, args = get_origin(annotation), get_args(annotation)
     where = f"option {name.replace('_', '-')}"
@@ -170,7 +174,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         try:
             number = annotation(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{where} takes {'an integer' if annotation is int else 'a number'}, got {value!r}") from None
+            kind = "an integer" if annotation is int else "a number"
+            raise UsageError(f"{where} takes {kind}, got {value!r}") from None
         if annotation is int and isinstance(value, float) and not value.is_integer():
             raise UsageError(f"{where} takes an integer, got {value!r}")
         return number
@@ -246,6 +251,16 @@ def validate(config: TrainConfig) -> None:
         raise UsageError("--learning-rate must be positive")
     if config.run.log_frequency <= 0 or config.run.save_frequency <= 0 or config.run.save_every_steps < 0:
         raise UsageError("--log-frequency and --save-frequency must be positive, --save-every-steps >= 0")
+    if data.dataset == "video":
+        if data.intrinsics is None or len(data.intrinsics) != 4:
+            raise UsageError("--dataset video needs --intrinsics fx,fy,cx,cy (pixels of the frames, or normalised)")
+        if data.use_stereo:
+            raise UsageError("--dataset video is monocular: --use-stereo (and --modality stereo, mono+stereo) "
+                             "need a KITTI layout")
+        if min(data.intrinsics) <= 0:
+            raise UsageError(f"--intrinsics must be positive, got {','.join(map(str, data.intrinsics))}")
+    elif data.intrinsics is not None:
+        raise UsageError("--intrinsics is for --dataset video; the KITTI readers use KITTI's intrinsics")
     if data.num_workers < 0:
         raise UsageError("--num-workers must be >= 0")
     unknown = set(config.run.models_to_load) - {"encoder", "depth", "pose_encoder", "pose", "predictive_mask"}

@@ -18,9 +18,11 @@ from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
 from md2.data.sample import Batch, collate_samples
 from md2.data.splits import read_split_file, split_file
+from md2.data.video import VideoFolderDataset, frame_size, hold_out, list_frames, video_folders, video_samples
 from md2.errors import DataError, MD2Error, worker_message
 
 VAL_WORKERS = 2
+VAL_EVERY = 20  # --dataset video: one sample in VAL_EVERY is held out for validation
 """Loader workers for validation: one batch is needed per log, so more would only hold prefetched batches."""
 
 
@@ -120,6 +122,9 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images:
     data = config.data
     if not config.data_root.is_dir():
         raise DataError(f"data folder not found: {config.data_root} (set --data-path)")
+    if data.dataset == "video":
+        dataset = _video_dataset(config, which, is_train, uint8_images)
+        return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
     path = split_file(data.split, which, data.splits_dir)
     lines = read_split_file(path)
     if not lines:
@@ -130,6 +135,24 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images:
                      img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed,
                      uint8_images=uint8_images)
     return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
+
+
+def _video_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images: bool):
+    """``--dataset video``: the frames under ``--data-path``, every ``VAL_EVERY``-th sample (fewer apart when
+    that would give less than a batch) held out for validation."""
+    data = config.data
+    videos = video_folders(config.data_root)
+    refs = [ref for video in videos for ref in video_samples(str(video), len(list_frames(video)), data.frame_ids)]
+    every = max(2, min(VAL_EVERY, len(refs) // config.optim.batch_size))
+    train, val = hold_out(refs, every)
+    fx, fy, cx, cy = data.intrinsics
+    K = [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
+    # Values above 10 cannot be normalised ones (cx would be about 0.5): pixels of the frames, then.
+    image_size = frame_size(list_frames(videos[0])[0]) if max(data.intrinsics) > 10 else None
+    return VideoFolderDataset(videos, K, data.height, data.width, data.frame_ids,
+                              num_scales=len(config.model.scales), is_train=is_train, image_size=image_size,
+                              seed=config.run.seed, uint8_images=uint8_images,
+                              refs=train if which == "train" else val)
 
 
 def make_loader(dataset, config: TrainConfig, *, rank: int = 0, world_size: int = 1, workers: int | None = None,
@@ -155,7 +178,8 @@ def make_loader(dataset, config: TrainConfig, *, rank: int = 0, world_size: int 
     # state, which the resumed run restores exactly.
     generator = torch.Generator().manual_seed(config.run.seed + 7919 * rank)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                      collate_fn=_pass_loaded if isinstance(dataset, SkipBadSamples) else collate_samples, pin_memory=pin_memory, generator=generator,
+                      collate_fn=_pass_loaded if isinstance(dataset, SkipBadSamples) else collate_samples,
+                      pin_memory=pin_memory, generator=generator,
                       persistent_workers=workers > 0, multiprocessing_context=context,
                       prefetch_factor=2 if workers > 0 else None)
 
