@@ -14,6 +14,12 @@ from collections.abc import Callable
 
 import torch
 
+from md2.allocator import keep_freed_memory
+
+# As every md2 command does (md2.cli.app.main): the figures are what a user gets. Set here, at the import of
+# every benchmark module, before any child process or loader worker starts.
+KEEPS_FREED_MEMORY = keep_freed_memory()
+
 DEPTH_GFLOP_640x192 = 16.0
 """Cost of one depth-network forward pass (ResNet-18 encoder + decoder) at 640x192, from issue 6."""
 
@@ -70,6 +76,7 @@ def machine() -> dict:
         "cuda": torch.cuda.get_device_name(0) if cuda else None,
         "cpu_bf16_native": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()
                                 and _mkldnn_bf16_supported()),
+        "keeps_freed_memory": KEEPS_FREED_MEMORY,
     }
 
 

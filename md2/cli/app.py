@@ -10,6 +10,7 @@ import typer
 from typer.main import get_command
 
 from md2 import __version__
+from md2.allocator import keep_freed_memory
 from md2.cli import (
     convert_jpeg,
     download_kitti,
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         # Accepted after the sub-command too, so the user can append it to the line that failed.
         args.remove("--debug")
         os.environ["MD2_DEBUG"] = "1"
+    keep_freed_memory()  # reuse freed buffers instead of faulting fresh pages in (md2.allocator)
     command = get_command(app)
     try:
         code = command.main(args=args, prog_name="md2", standalone_mode=False)
