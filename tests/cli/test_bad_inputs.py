@@ -1,7 +1,9 @@
-"""Bad input to every md2 command, through the real executable: one clear line, the right exit code, no files touched.
+"""Bad input to every md2 command, through md2's console script: one clear line, the right exit code, no files touched.
 
 Each row of BAD_INPUTS builds its broken input in its own folder (synthetic KITTI written by md2's generator,
-weights written by md2's checkpoint writer), runs ``md2`` in a subprocess from that folder, and expects exactly
+weights written by md2's checkpoint writer), runs the ``md2`` console script in a process of its own from that
+folder (tests/md2_process.py: a fork of a process that imported torch once, so the table does not import it 47
+times; what importing it prints is still part of each run's output), and expects exactly
 one non-empty line on stderr naming the culprit, no traceback, exit code 2 (usage) or 1 (runtime), and every
 file under the row's folder, the shared fixtures and md2's cache exactly as before (outputs never created).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
 from md2.data.groundtruth import export_gt
+from tests import md2_process
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 OFFLINE = "http://127.0.0.1:9"  # nothing listens there: any download fails at once, never the internet
@@ -307,13 +309,12 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
 
 
 def run_md2_in(cwd: Path, home: Path, *args) -> subprocess.CompletedProcess:
-    """The installed ``md2`` executable (as tests/cli/test_app.py runs it), from ``cwd``, offline, one thread."""
+    """The installed ``md2`` console script in a process of its own (tests/md2_process.py: forked from a process
+    that imported torch once, as tests/cli/test_app.py's run_md2), from ``cwd``, offline, one thread."""
     env = {**os.environ, "COLUMNS": "200", "MD2_HOME": str(home), "MD2_ZOO_URL": OFFLINE,
            "MD2_SPLITS_URL": OFFLINE, "OMP_NUM_THREADS": "1"}
     env.pop("MD2_DEBUG", None)
-    executable = os.path.join(os.path.dirname(sys.executable), "md2")
-    return subprocess.run([executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return md2_process.run(args, cwd=cwd, env=env, timeout=120)
 
 
 @dataclass
@@ -328,9 +329,8 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
-    """Every row run once, three md2 processes at a time (each mostly starts Python and imports torch, on one
-    thread: running them side by side takes the table from minutes to about one). The shared fixtures are
-    snapshotted around the whole table; each row's own folder around its run."""
+    """Every row run once, three md2 processes at a time. The shared fixtures are snapshotted around the whole
+    table; each row's own folder around its run."""
     shared_before = snapshot(world.data, world.splits, world.home, world.resnet18)
 
     def run(row: Row) -> Outcome | BaseException:
