@@ -1,4 +1,7 @@
-"""The md2 executable: sub-commands, help, version, and one-line errors with the right exit codes."""
+"""The md2 executable: sub-commands, help, version, and one-line errors with the right exit codes.
+
+These tests start the real executable; the other test files run md2 through :func:`run_md2`, forked from a process
+that imported torch once (tests/md2_process.py), which gives what the executable gives (assert_run_md2_gives)."""
 
 from __future__ import annotations
 
@@ -9,26 +12,45 @@ import sys
 import pytest
 
 import md2
+from tests import md2_process
 
 COMMANDS = ["download-kitti", "convert-jpeg", "export-gt", "train", "evaluate-depth", "evaluate-pose", "predict", "synth"]
 
 
-def run_md2(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the installed ``md2`` console script (the real executable), capturing its output."""
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
     merged = {**os.environ, "COLUMNS": "120", **(env or {})}
     merged.pop("MD2_DEBUG", None) if env is None or "MD2_DEBUG" not in env else None
+    return merged
+
+
+def run_md2_executable(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``md2`` console script (the real executable, a fresh interpreter), capturing its output."""
     executable = os.path.join(os.path.dirname(sys.executable), "md2")
-    return subprocess.run([executable, *args], capture_output=True, text=True, env=merged, timeout=120)
+    return subprocess.run([executable, *args], capture_output=True, text=True, env=_environment(env), timeout=120)
+
+
+def run_md2(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``md2`` console script in a process of its own, capturing its output: forked from a
+    process that imported torch once (tests/md2_process.py), for the other test files' many runs. This file's
+    tests start the real executable (run_md2_executable)."""
+    return md2_process.run(args, env=_environment(env), timeout=120)
+
+
+def assert_run_md2_gives(result: subprocess.CompletedProcess, *args: str, env: dict[str, str] | None = None):
+    """run_md2 (forked from a process that imported torch, tests/md2_process.py) gives what the executable gave:
+    the same exit code, stdout and stderr, tracebacks included."""
+    forked = run_md2(*args, env=env)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (result.returncode, result.stdout, result.stderr)
 
 
 def test_version_prints_package_version():
-    result = run_md2("--version")
+    result = run_md2_executable("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"md2 {md2.__version__}"
 
 
 def test_help_lists_every_command():
-    result = run_md2("--help")
+    result = run_md2_executable("--help")
     assert result.returncode == 0
     for name in COMMANDS:
         assert name in result.stdout
@@ -36,27 +58,28 @@ def test_help_lists_every_command():
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_has_help(name):
-    result = run_md2(name, "--help")
+    result = run_md2_executable(name, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
 
 
 def test_unknown_option_is_one_line_with_exit_2():
-    result = run_md2("predict", "--no-such-option")
+    result = run_md2_executable("predict", "--no-such-option")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no-such-option" in lines[0]
     assert "Traceback" not in result.stderr
+    assert_run_md2_gives(result, "predict", "--no-such-option")
 
 
 def test_unknown_command_exits_2():
-    result = run_md2("no-such-command")
+    result = run_md2_executable("no-such-command")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_runtime_error_is_one_line_with_exit_1(tmp_path):
-    result = run_md2("predict", str(tmp_path / "missing.jpg"), "--weights", str(tmp_path))
+    result = run_md2_executable("predict", str(tmp_path / "missing.jpg"), "--weights", str(tmp_path))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.jpg" in lines[0]
@@ -67,8 +90,10 @@ def test_runtime_error_is_one_line_with_exit_1(tmp_path):
 def test_debug_shows_traceback(tmp_path, how):
     args = ["predict", str(tmp_path / "missing.jpg"), "--weights", str(tmp_path)]
     if how == "flag":
-        result = run_md2(*args, "--debug")
-    else:
-        result = run_md2(*args, env={"MD2_DEBUG": "1"})
+        args.append("--debug")
+    env = {"MD2_DEBUG": "1"} if how == "env" else None
+    result = run_md2_executable(*args, env=env)
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+    assert_run_md2_gives(result, *args, env=env)
+
