@@ -21,11 +21,9 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -39,18 +37,23 @@ from md2.core.train.loop import run_training, seed_everything
 from md2.core.train.models import build_models
 from md2.core.train.state import STATE_FILE, read_state
 from md2.data.synth import SynthOptions, generate_dataset
+from tests import md2_process
 from tests.core.train.helpers import tiny_config, tiny_split
 
-MD2 = os.path.join(os.path.dirname(sys.executable), "md2")
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 BAD_FRAME = 6
 """The frame whose left image is broken: train lines ``5 l`` (its frame +1) and ``6 l`` (its frame 0) need it."""
 
 
-def md2(*args: str, timeout: float = 150, **popen) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "MD2_DEBUG"}
-    return subprocess.run([MD2, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**env, "COLUMNS": "200"}, **popen)
+def _env() -> dict[str, str]:
+    return {**{key: value for key, value in os.environ.items() if key != "MD2_DEBUG"}, "COLUMNS": "200"}
+
+
+def md2(*args: str, timeout: float = 150, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """``md2 ARGS`` in a process of its own, forked from one that imported torch once (tests/md2_process.py), whose
+    files cannot grow past ``file_size_limit`` bytes if given (RLIMIT_FSIZE: writes past it fail with EFBIG, SIGXFSZ
+    ignored, as on a full disk)."""
+    return md2_process.run(args, env=_env(), timeout=timeout, file_size_limit=file_size_limit)
 
 
 def error_line(stderr: str) -> str:
@@ -59,14 +62,6 @@ def error_line(stderr: str) -> str:
     assert "Traceback" not in stderr and [line for line in lines if "error" in line.lower()] == lines[-1:], stderr
     assert lines[-1].startswith("error: "), stderr
     return lines[-1]
-
-
-def full_disk(limit: int):
-    """A preexec_fn: files this process writes cannot grow past ``limit`` bytes (EFBIG, SIGXFSZ ignored)."""
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    return apply
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -172,10 +167,9 @@ def _children(pid: int) -> list[tuple[int, int]]:
 def test_a_killed_loader_worker_stops_training_with_one_line_not_a_hang(drive, tmp_path):
     if drive.name.startswith("drive_jpg"):
         pytest.skip("once is enough")
-    process = subprocess.Popen([MD2, *train_args(drive, tmp_path / "logs", "--num-workers", "1",
-                                                 "--num-epochs", "100")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={k: v for k, v in os.environ.items() if k != "MD2_DEBUG"})
+    process = md2_process.popen(train_args(drive, tmp_path / "logs", "--num-workers", "1", "--num-epochs", "100"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "MD2_DEBUG"})
     try:
         # Loader workers are started by the forkserver (a child of md2); the training loader's starts first.
         workers: list[tuple[int, int]] = []
@@ -199,9 +193,9 @@ def test_kill_9_while_saving_then_md2_train_resume_finishes(drive, tmp_path):
     if drive.name.startswith("drive_jpg"):
         pytest.skip("once is enough")
     run = tmp_path / "logs" / "run"
-    process = subprocess.Popen([MD2, *train_args(drive, tmp_path / "logs", "--num-workers", "0",
-                                                 "--num-epochs", "2", "--save-every-steps", "1")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = md2_process.popen(train_args(drive, tmp_path / "logs", "--num-workers", "0", "--num-epochs", "2",
+                                           "--save-every-steps", "1"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -241,7 +235,7 @@ def test_a_full_disk_while_predicting_is_one_line_and_keeps_the_earlier_outputs(
     earlier = {path: path.read_bytes() for path in images.glob("1_disp.*")}
     assert len(earlier) == 2 and all(len(content) > 0 for content in earlier.values())
     limit = 4096  # the 64 x 192 float32 disparity (48 KB) cannot be written
-    result = md2("predict", str(images), "--ext", "png", "--weights", str(weights), preexec_fn=full_disk(limit))
+    result = md2("predict", str(images), "--ext", "png", "--weights", str(weights), file_size_limit=limit)
     assert result.returncode == 1
     line = error_line(result.stderr)
     # 1.png is predicted again: its outputs are being replaced when the disk is full, and survive as they were
@@ -256,7 +250,7 @@ def test_a_full_disk_while_saving_weights_is_one_line_and_keeps_the_last_state(s
     run = run_training(config)
     before = read_state(run)
     limit = 4 << 20  # opt.yaml, the state and the event files fit; encoder.pth (45 MB) does not
-    result = md2("train", "--resume", str(run), "--num-epochs", "2", preexec_fn=full_disk(limit))
+    result = md2("train", "--resume", str(run), "--num-epochs", "2", file_size_limit=limit)
     assert result.returncode == 1
     line = error_line(result.stderr)
     assert "cannot write" in line and "weights_1" in line, line
