@@ -1,5 +1,5 @@
 """A new user's whole journey (issue 7, section 1): the README's "Try it without KITTI" commands, read from the
-README itself and run through the real ``md2`` executable, every artefact checked.
+README itself and run through the ``md2`` console script, each in a process of its own, every artefact checked.
 
 The README's sizes take minutes on a laptop; to fit CI's budget on a 2-core CPU the test runs the very same
 commands with smaller numbers (:data:`SMALLER`): 2 drives x 6 frames at 192 x 64, training at 64 x 64 with batch 2
@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,9 @@ from md2.core.evaluation.depth_job import DepthEvalSettings, run_depth_evaluatio
 from md2.core.train.config import build_config
 from md2.core.train.loop import seed_everything
 from md2.core.train.models import build_models
+from tests import md2_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-MD2 = os.path.join(os.path.dirname(sys.executable), "md2")
 SMALLER = {
     "synth": {"--frames": "6", "--width": "192", "--height": "64"},
     "train": {"--height": "64", "--width": "64", "--batch-size": "2", "--num-epochs": "3"},
@@ -57,10 +56,11 @@ def smaller(command: list[str]) -> list[str]:
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The README's ``md2 ...`` line: the console script in a process of its own (forked from one that imported
+    torch once, tests/md2_process.py; tests/cli/test_app.py checks that this gives what the executable gives)."""
     assert command[0] == "md2", command
     env = {key: value for key, value in os.environ.items() if key != "MD2_DEBUG"}
-    result = subprocess.run([MD2, *command[1:]], cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**env, "COLUMNS": "200"})
+    result = md2_process.run(command[1:], cwd=cwd, timeout=300, env={**env, "COLUMNS": "200"})
     assert result.returncode == 0, f"{shlex.join(command)}\n{result.stderr}"
     assert "Traceback" not in result.stderr
     return result
