@@ -22,9 +22,17 @@ from pathlib import Path
 # oversubscribe the cores. Set before torch is first imported, which reads it once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import multiprocessing  # noqa: E402
+
 import pytest  # noqa: E402
 
 from md2.data.synth import SynthOptions, generate_dataset  # noqa: E402
+
+# Loader workers started in this process (md2's DataLoaders and process pools use the forkserver) are forked from
+# the session's one forkserver: it imports torch and torchvision once (besides __main__, its default), instead of
+# every worker importing them afresh (about 6 s of CPU each). What a worker does is unchanged; md2 processes that
+# tests start have their own forkserver, as a user's would.
+multiprocessing.set_forkserver_preload(["__main__", "torch", "torchvision"])
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SYNTH_RAW = SynthOptions(drives=2, frames=8, width=256, height=80, seed=0, depth_benchmark=True, odometry=True)
