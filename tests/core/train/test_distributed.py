@@ -1,4 +1,5 @@
-"""Data parallelism on the CPU: two gloo processes (torch.multiprocessing spawn, as torchrun would start them)."""
+"""Data parallelism on the CPU: two gloo processes (new processes from torch.multiprocessing's forkserver, as
+torchrun would start them: not forks of the test process)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ def _join_as(rank: int, port: int) -> None:
 
 
 def _spawn(target, *args):
-    """Run ``target(rank, port, queue, *args)`` in two processes; returns what rank 0 put in the queue."""
-    context = mp.get_context("spawn")
+    """Run ``target(rank, port, queue, *args)`` in two new processes; returns what rank 0 put in the queue. They
+    start from the forkserver (fresh processes, not forks of this one, like torchrun's; the forkserver has imported
+    torch once for the session, tests/conftest.py), not by spawning two more interpreters that import it again."""
+    context = mp.get_context("forkserver")
     queue, port = context.Queue(), _free_port()
     processes = [context.Process(target=target, args=(rank, port, queue, *args)) for rank in range(2)]
     for process in processes:
