@@ -10,7 +10,9 @@ stdout and stderr on pipes or /dev/null, an optional RLIMIT_FSIZE, its exit code
 it uses are imported in the run, after its environment is set; an uncaught exception prints its traceback and exits
 1, and at the end the interpreter's shutdown (non-daemon threads, atexit handlers, flushing stdout and stderr) is
 done. What a run does not repeat is importing the preloaded packages; whatever they printed while importing is
-written to every run's stdout and stderr first, as a fresh process would print it.
+written to every run's stdout and stderr first, as a fresh process would print it. The interpreter's own start-up
+settings (PYTHONUNBUFFERED, PYTHONIOENCODING, -X options) are the zygote's, taken from the test process's
+environment, which no test changes for a single run.
 
 ``run(args, ...)`` is ``subprocess.run([md2, *args], capture_output=True, text=True, ...)``; ``popen(args, ...)``
 is a ``subprocess.Popen``-like handle. The tests of the executable itself (tests/cli/test_app.py) start the real

@@ -38,20 +38,23 @@ def _interrupt_at(stop: int, into: dict):
 
 @pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])  # workers: ~25 s
 def test_resume_after_an_interruption_continues_with_identical_losses(synth_raw, tmp_path, workers):
-    # 3 steps per epoch, 2 epochs; a state every 2 steps and at epoch ends; validation at every other step
-    # (it draws random numbers too); interrupted during step 2, after the state of step 2 (mid-epoch 0).
-    splits = tiny_split(synth_raw, tmp_path / "splits", train=6, val=4)
+    # 2 steps per epoch, 2 epochs; a state every step within an epoch and at epoch ends; validation at every
+    # other step and at epoch starts (it draws random numbers too: step 0's comes before the saved state, step
+    # 2's after the resume); interrupted during step 1, after the state of step 1 (mid-epoch 0), so the resumed
+    # run finishes epoch 0 from its second batch and crosses into epoch 1. 64 x 64, the smallest size md2 trains.
+    splits = tiny_split(synth_raw, tmp_path / "splits", train=4, val=4)
     options = dict(splits_dir=str(splits), num_epochs=2, log_frequency=2, num_workers=workers,
-                   modality="mono+stereo")
+                   modality="mono+stereo", width=64)
     straight: dict[int, float] = {}
     run_training(tiny_config(synth_raw, tmp_path / "a", **options), on_step=_record(straight))
-    config = tiny_config(synth_raw, tmp_path / "b", save_every_steps=2, **options)
+    config = tiny_config(synth_raw, tmp_path / "b", save_every_steps=1, **options)
     with pytest.raises(Interrupt):
-        run_training(config, on_step=_interrupt_at(2, {}))
-    assert read_state(config.log_path).progress.step == 2
+        run_training(config, on_step=_interrupt_at(1, {}))
+    saved = read_state(config.log_path).progress
+    assert (saved.step, saved.epoch, saved.batch_in_epoch, saved.val_batches) == (1, 0, 1, 1)
     resumed: dict[int, float] = {}
     resume_training(config.log_path, on_step=_record(resumed))
-    assert sorted(resumed) == [2, 3, 4, 5]
+    assert sorted(resumed) == [1, 2, 3]
     for step, loss in resumed.items():
         assert loss == pytest.approx(straight[step], rel=1e-6, abs=1e-7), step
     final_a = load_state_dict_file(tmp_path / "a" / "logs" / "run" / "models" / "weights_1" / "depth.pth")
