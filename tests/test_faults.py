@@ -85,8 +85,9 @@ def drive(request, tmp_path_factory) -> Path:
 
 
 def train_args(data: Path, log_dir: Path, *extra: str, png: bool = True) -> list[str]:
+    """A tiny `md2 train` on split ``faults``: 64 x 64 (the smallest size md2 trains), batch 2, scratch, CPU."""
     return ["train", "--data-path", str(data), "--splits-dir", str(data / "splits"), "--split", "faults",
-            *(["--png"] if png else []), "--height", "64", "--width", "192", "--batch-size", "2",
+            *(["--png"] if png else []), "--height", "64", "--width", "64", "--batch-size", "2",
             "--weights-init", "scratch", "--log-dir", str(log_dir), "--model-name", "run", "--device", "cpu",
             "--log-frequency", "1000", *extra]
 
