@@ -87,12 +87,16 @@ class _Zygote:
         return reply
 
     def close(self) -> None:
+        """Stop the zygote (it ends when its socket closes) and remove its folder."""
+        import shutil
+
         self.socket.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.noise[0].parent, ignore_errors=True)
 
 
 _zygote: _Zygote | None = None

@@ -11,8 +11,9 @@ from tests.core.train.helpers import tiny_split
 
 
 def _common(data, splits, log_dir) -> list[str]:
+    """A tiny run's options: 64 x 64 (the smallest size md2 trains), batch 2, scratch weights, no workers."""
     return ["--data-path", str(data), "--splits-dir", str(splits), "--split", "synth", "--png", "--height", "64",
-            "--width", "192", "--batch-size", "2", "--num-workers", "0", "--weights-init", "scratch",
+            "--width", "64", "--batch-size", "2", "--num-workers", "0", "--weights-init", "scratch",
             "--log-dir", str(log_dir), "--num-epochs", "1"]
 
 

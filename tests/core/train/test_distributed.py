@@ -110,7 +110,7 @@ def _training_worker(rank, port, queue, config):
 def test_two_processes_train_shards_and_only_rank_0_writes(synth_raw, tmp_path):
     splits = tiny_split(synth_raw, tmp_path / "splits", train=4)
     config = tiny_config(synth_raw, tmp_path, splits_dir=str(splits), batch_size=1, log_frequency=1,
-                         device="cpu")
+                         device="cpu", width=64)
     losses = _spawn(_training_worker, config)
     assert sorted(losses) == [0, 1]  # 4 samples / (2 processes x batch 1): two steps
     log = config.log_path

@@ -162,7 +162,7 @@ def test_md2_train_quiet_prints_nothing_and_verbose_prints_options_and_losses(sy
 
     splits = tiny_split(synth_raw, tmp_path / "splits")
     args = ["train", "--data-path", str(synth_raw), "--splits-dir", str(splits), "--split", "synth", "--png",
-            "--height", "64", "--width", "192", "--batch-size", "2", "--num-workers", "0", "--weights-init",
+            "--height", "64", "--width", "64", "--batch-size", "2", "--num-workers", "0", "--weights-init",
             "scratch", "--log-dir", str(tmp_path), "--model-name", "run", "--num-epochs", "1", "--device", "cpu"]
     quiet = run_md2(*args, "-q")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.stderr
