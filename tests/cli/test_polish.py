@@ -165,17 +165,25 @@ def test_completion_completes_commands_and_options():
 
 # torch.hub ---------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def local_zoo(tmp_path, monkeypatch):
-    """Every zoo name served from 127.0.0.1 as one tiny ResNet-18 model at 64 x 192; MD2_HOME in tmp_path."""
+@pytest.fixture(scope="module")
+def zoo_model(tmp_path_factory) -> tuple[Path, bytes]:
+    """One ResNet-18 model at 64 x 192 written by md2 (read-only for the tests) and its zip archive: built once
+    for the module (about 3 s), served afresh to every test by ``local_zoo``."""
     from md2.core.checkpoint import save_weights_folder
     from md2.core.networks import DepthDecoder, ResnetEncoder
 
     torch.manual_seed(0)
     encoder = ResnetEncoder(18)
-    folder = save_weights_folder(tmp_path / "w", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
+    folder = save_weights_folder(tmp_path_factory.mktemp("zoo_model") / "w",
+                                 {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
                                  height=64, width=192, use_stereo=True)
-    archive = zip_folder(folder)
+    return folder, zip_folder(folder)
+
+
+@pytest.fixture
+def local_zoo(tmp_path, monkeypatch, zoo_model):
+    """Every zoo name served from 127.0.0.1 as one tiny ResNet-18 model at 64 x 192; MD2_HOME in tmp_path."""
+    folder, archive = zoo_model
     files = {"/" + info.url.rsplit("/", 1)[1]: archive for info in MODELS.values()}
     with LocalServer(files) as server:
         monkeypatch.setenv("MD2_HOME", str(tmp_path / "home"))
