@@ -142,7 +142,8 @@ def _video_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images
     that would give less than a batch) held out for validation."""
     data = config.data
     videos = video_folders(config.data_root)
-    refs = [ref for video in videos for ref in video_samples(str(video), len(list_frames(video)), data.frame_ids)]
+    counts = {video: len(list_frames(video)) for video in videos}
+    refs = [ref for video, count in counts.items() for ref in video_samples(str(video), count, data.frame_ids)]
     every = max(2, min(VAL_EVERY, len(refs) // config.optim.batch_size))
     train, val = hold_out(refs, every)
     fx, fy, cx, cy = data.intrinsics
