@@ -32,7 +32,7 @@ also implement ``has_depth(ref)`` and ``read_depth(ref) -> (h, w) metres`` and s
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +66,6 @@ class VideoFolderDataset(FrameDataset):
                  uint8_images: bool = False, refs: Sequence[FrameRef] | None = None) -> None:
         folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
         self.videos = {str(Path(f).expanduser()): list_frames(Path(f).expanduser()) for f in folders}
-        self.folder = Path(next(iter(self.videos)))
-        self.frames = self.videos[str(self.folder)]
         if "s" in frame_ids:
             raise UsageError("a video folder has one camera: frame id 's' (stereo) is not available")
         if refs is None:
@@ -101,10 +99,9 @@ def video_folders(root: Path | str) -> list[Path]:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"no such folder of frames: {root}")
-    if any(path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() for path in root.iterdir()):
+    if any(_frame_files(root)):
         return [root]
-    videos = [path for path in sorted(root.iterdir(), key=_natural_key) if path.is_dir()
-              and any(item.suffix.lower() in IMAGE_SUFFIXES and item.is_file() for item in path.iterdir())]
+    videos = [path for path in sorted(root.iterdir(), key=_natural_key) if path.is_dir() and any(_frame_files(path))]
     if not videos:
         raise DataError(f"no .jpg or .png frames in {root} or in its sub-folders")
     return videos
@@ -132,10 +129,15 @@ def list_frames(folder: Path) -> list[Path]:
     """The image files of ``folder`` in natural order (digit runs compared as numbers)."""
     if not folder.is_dir():
         raise DataError(f"no such folder of frames: {folder}")
-    frames = [path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    frames = list(_frame_files(folder))
     if not frames:
         raise DataError(f"no .jpg or .png frames in {folder}")
     return sorted(frames, key=_natural_key)
+
+
+def _frame_files(folder: Path) -> Iterator[Path]:
+    """The image files directly in ``folder``, in directory order."""
+    return (path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
 def _natural_key(path: Path) -> tuple:

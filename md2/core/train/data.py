@@ -22,8 +22,9 @@ from md2.data.video import VideoFolderDataset, frame_size, hold_out, list_frames
 from md2.errors import DataError, MD2Error, worker_message
 
 VAL_WORKERS = 2
-VAL_EVERY = 20  # --dataset video: one sample in VAL_EVERY is held out for validation
 """Loader workers for validation: one batch is needed per log, so more would only hold prefetched batches."""
+VAL_EVERY = 20
+"""--dataset video: one sample in VAL_EVERY is held out for validation."""
 
 
 class EpochSampler(DistributedSampler):
