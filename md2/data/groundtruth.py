@@ -28,6 +28,8 @@ from md2.files import atomic_path
 
 GT_FILE = "gt_depths.npz"
 GT_COMPRESS_LEVEL = 1
+"""zlib level of the maps: a sparse lidar map compresses ~3x faster than at zlib's default 6 (which was most of
+export-gt's time), into a file ~18% larger; any zip reader and np.load read either."""
 
 
 def velodyne_path(data_path: Path, line: SplitLine) -> Path:
@@ -151,11 +153,7 @@ def _ordered_map(pool: ThreadPoolExecutor, function: Callable, items: Iterable, 
 
 def _write_npz(path: Path, members: Iterable[tuple[str, DeflatedMember]], total: int,
                advance: Callable[[int, int], None] | None) -> None:
-    """An npz (np.savez_compressed's format) of members deflated beforehand, written in order, then fsynced.
-
-    Deflate level 1: a sparse lidar map compresses ~3x faster than at zlib's default level 6 (which was most of
-    export-gt's time), into a file ~18% larger; any zip reader and np.load read either.
-    """
+    """An npz (np.savez_compressed's format) of members deflated beforehand, written in order, then fsynced."""
     with open(path, "wb") as stream:
         archive = NpzWriter(stream)
         for done, (key, member) in enumerate(members, 1):
