@@ -45,6 +45,9 @@ class DataConfig:
                                    "(the exact CPU path), device (workers ship the uint8 LANCZOS pyramid; the "
                                    "training device converts and jitters, within 1e-5), auto (device on CUDA).",
                            choices=("auto", "workers", "device"))
+    resize_cache: str | None = _opt(None, "Folder in which to keep each frame's resized image pyramid, built on its "
+                                          "first use and read back after (the same pixels; about 0.5 MB per frame "
+                                          "at 640x192).")
     skip_bad_samples: bool = _opt(False, "Replace samples whose images cannot be read by the next readable ones "
                                          "and count them at the end of each epoch (default: stop, naming the file).")
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
+from md2.data.resize_cache import ResizeCache
 from md2.data.sample import Batch, collate_samples
 from md2.data.splits import read_split_file, split_file
 from md2.data.video import VideoFolderDataset, frame_size, hold_out, list_frames, video_folders, video_samples
@@ -125,16 +126,18 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images:
         raise DataError(f"data folder not found: {config.data_root} (set --data-path)")
     if data.dataset == "video":
         dataset = _video_dataset(config, which, is_train, uint8_images)
-        return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
-    path = split_file(data.split, which, data.splits_dir)
-    lines = read_split_file(path)
-    if not lines:
-        raise DataError(f"no {which} samples: {path} is empty")
-    reader = DATASETS[data.dataset]
-    dataset = reader(config.data_root, lines, data.height, data.width, data.frame_ids,
-                     num_scales=len(config.model.scales), is_train=is_train,
-                     img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed,
-                     uint8_images=uint8_images)
+    else:
+        path = split_file(data.split, which, data.splits_dir)
+        lines = read_split_file(path)
+        if not lines:
+            raise DataError(f"no {which} samples: {path} is empty")
+        reader = DATASETS[data.dataset]
+        dataset = reader(config.data_root, lines, data.height, data.width, data.frame_ids,
+                         num_scales=len(config.model.scales), is_train=is_train,
+                         img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed,
+                         uint8_images=uint8_images)
+    if data.resize_cache is not None:
+        dataset.resize_cache = ResizeCache(data.resize_cache, data.width, data.height, len(config.model.scales))
     return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
 
 

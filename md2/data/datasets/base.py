@@ -23,6 +23,7 @@ from md2.data.augment import Augmentation, ColorJitterParams, color_jitter_hwc, 
 from md2.data.augment import lanczos_pyramid, nearest_resize, to_float
 from md2.data.datasets.images import read_rgb
 from md2.data.datasets.refs import FrameRef, as_frame_ref
+from md2.data.resize_cache import ResizeCache
 from md2.data.sample import Batch, FrameId, Sample
 from md2.errors import DataError, UsageError
 
@@ -61,6 +62,9 @@ class FrameDataset(Dataset, ABC):
 
     depth_shape: tuple[int, int] = (375, 1242)
     """(height, width) that ``depth_gt`` is resized to (nearest neighbour)."""
+    resize_cache: ResizeCache | None = None
+    """Set to a :class:`md2.data.resize_cache.ResizeCache` of this dataset's size and scales to build each frame's
+    pyramid once and read it back afterwards (``--resize-cache``); the samples are the same."""
 
     def __init__(self, refs: Sequence, height: int, width: int, frame_ids: Sequence[FrameId],
                  K: np.ndarray, num_scales: int = 4, is_train: bool = False, use_stereo: bool = False,
@@ -184,30 +188,36 @@ class FrameDataset(Dataset, ABC):
         in [0, 1], or the uint8 pixels when ``plain`` is uint8), and its jittered version (or, without a
         jitter, a copy) into ``jittered`` when given."""
         for i, frame_id in enumerate(self.frame_ids):
-            image = self._read_frame(ref, frame_id)
-            if flip:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            for scale, level in enumerate(lanczos_pyramid(image, self.width, self.height, self.num_scales)):
+            for scale, level in enumerate(self._pyramid(ref, frame_id, flip)):
                 if plain[scale].dtype == torch.uint8:
                     plain[scale][i].copy_(torch.from_numpy(np.array(level)).permute(2, 0, 1))
                     continue
-                pixels = to_float(np.asarray(level))
+                pixels = to_float(level)
                 plain[scale][i].copy_(torch.from_numpy(pixels).permute(2, 0, 1))
                 if jittered is not None:
                     source = pixels if jitter is None else color_jitter_hwc(pixels, jitter)
                     jittered[scale][i].copy_(torch.from_numpy(source).permute(2, 0, 1))
 
-    def _read_frame(self, ref: FrameRef, frame_id: FrameId) -> Image.Image:
+    def _pyramid(self, ref: FrameRef, frame_id: FrameId, flip: bool) -> list[np.ndarray]:
+        """The (flipped) frame's uint8 LANCZOS pyramid (h, w, 3) per scale, from the resize cache if there is one."""
+        path, context = self._frame_source(ref, frame_id)
+        if self.resize_cache is not None:
+            return self.resize_cache.pyramid(path, flip, lambda: read_rgb(path, context))
+        image = read_rgb(path, context)
+        if flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return [np.asarray(level) for level in lanczos_pyramid(image, self.width, self.height, self.num_scales)]
+
+    def _frame_source(self, ref: FrameRef, frame_id: FrameId) -> tuple[Path, str]:
+        """(image path, which frame of which sample it is, for error messages)."""
         camera = CAMERAS.get(ref.side) if ref.side is not None else None
         if ref.side is not None and camera is None:
             raise DataError(f"split line '{ref}': side must be one of l, r, 2, 3, got {ref.side!r}")
         if frame_id == "s":
             if camera is None:
                 raise DataError(f"split line '{ref}': stereo needs a side (l or r)")
-            path = self.image_path(ref, ref.frame, OTHER_CAMERA[camera])
-            return read_rgb(path, f"other stereo camera of split line '{ref}'")
-        path = self.image_path(ref, ref.frame + frame_id, camera)
-        return read_rgb(path, f"frame {frame_id:+d} of split line '{ref}'")
+            return self.image_path(ref, ref.frame, OTHER_CAMERA[camera]), f"other stereo camera of split line '{ref}'"
+        return self.image_path(ref, ref.frame + frame_id, camera), f"frame {frame_id:+d} of split line '{ref}'"
 
     @staticmethod
     def _stereo_T(ref: FrameRef, flip: bool) -> torch.Tensor:
