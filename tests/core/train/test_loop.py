@@ -120,6 +120,16 @@ def test_speed_flags_train_like_the_plain_path(synth_raw, tmp_path, flags, plain
     assert fast == pytest.approx(plain_first_loss, rel=tolerance)
 
 
+def test_resize_cache_trains_like_the_plain_path_and_fills_from_the_workers(synth_raw, tmp_path, plain_first_loss):
+    cache = tmp_path / "cache"
+    cold = _first_loss(synth_raw, tmp_path / "cold", resize_cache=str(cache), num_workers=1)
+    stored = sorted(cache.rglob("*.pyr"))
+    warm = _first_loss(synth_raw, tmp_path / "warm", resize_cache=str(cache), num_workers=1)
+    assert cold == warm == plain_first_loss  # the same pixels, so the same numbers
+    assert stored and sorted(cache.rglob("*.pyr")) == stored  # written by the loader worker, reused after
+    assert {entry.parent.parent.name for entry in stored} == {"64x64x4"}
+
+
 def _missing_data(config, tmp_path):
     return {"data_path": str(tmp_path / "nowhere")}, DataError, "data folder not found"
 
