@@ -4,9 +4,9 @@
 
 Writes synthetic KITTI drives (1242x375 PNG with 64-beam velodyne scans) and a split of ``--frames`` test
 lines, then times the real ``md2`` commands as a user runs them (process start included) and the core
-functions in this process: ``md2 export-gt`` frames/s (also export_gt in this process, all cores) (and lidar-to-depth-map alone on a 120k-point scan,
-the reference's generate_depth_map figure), ``md2 evaluate-depth`` on the split with a ResNet-18 model, and
-``md2 convert-jpeg`` images/s (last: it replaces the PNGs).
+functions in this process: ``md2 export-gt`` frames/s (and export_gt in this process, all cores), lidar to depth
+map alone on a 120k-point scan (the reference's generate_depth_map figure), ``md2 evaluate-depth`` on the split
+with a ResNet-18 model, and ``md2 convert-jpeg`` images/s (last: it replaces the PNGs).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["export_gt_frames_per_s"] = rate(args.frames, seconds)
         torch.manual_seed(0)
         encoder = ResnetEncoder(18)
-        weights = save_weights_folder(root / "weights", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                                      height=192, width=640, use_stereo=False)
+        models = {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)}
+        weights = save_weights_folder(root / "weights", models, height=192, width=640, use_stereo=False)
         seconds = md2("evaluate-depth", "--load-weights-folder", str(weights), "--eval-mono", "--data-path",
                       str(data), "--eval-split", SPLIT, "--splits-dir", splits, "--png")
         results["evaluate_depth_frames_per_s"] = rate(args.frames, seconds)

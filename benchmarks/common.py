@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 import torch
 
-from md2.allocator import keep_freed_memory
+from md2.allocator import ENVIRONMENT, keep_freed_memory
 
 # As every md2 command does (md2.cli.app.main): the figures are what a user gets. Set here, at the import of
 # every benchmark module, before any child process or loader worker starts.
-KEEPS_FREED_MEMORY = keep_freed_memory()
+# A section run by benchmarks.run inherits the settings through the environment (keep_freed_memory then
+# leaves them to glibc, which read them at start-up): in effect all the same.
+KEEPS_FREED_MEMORY = keep_freed_memory() or all(os.environ.get(name) == value for name, value in ENVIRONMENT.items())
 
 DEPTH_GFLOP_640x192 = 16.0
 """Cost of one depth-network forward pass (ResNet-18 encoder + decoder) at 640x192, from issue 6."""

@@ -13,6 +13,8 @@ like a DataLoader worker, the median over ``--repeats`` runs of ``--samples`` sa
 * ``--augment-on device``'s finishing on the current device (float conversion and colour jitter of one batch:
   4 samples on the CPU with torch's threads, as the trainer; 12 on CUDA; every sample jittered and none), and
   the bytes per batch of 12 that cross from a worker to the trainer on each path;
+* ``--resize-cache``: a first pass over every sample from an empty cache, then samples with every pyramid
+  stored (mono and mono+stereo, float and uint8, and through a DataLoader with one worker, batch 12);
 * evaluation images (frame 0 at one scale);
 * where the time goes for one JPEG frame: decode, the LANCZOS chain, float conversion, colour jitter.
 
@@ -38,6 +40,7 @@ from md2.data.augment import ColorJitterParams, color_jitter_hwc, lanczos_pyrami
 from md2.data.datasets.images import read_rgb
 from md2.data.device_augment import finish_batch
 from md2.data.kitti import KITTIRawDataset
+from md2.data.resize_cache import ResizeCache
 from md2.data.sample import Batch, collate_samples
 from md2.data.synth import drive_name, generate_dataset
 
@@ -113,6 +116,54 @@ def loader_rates(root: Path, lines: list[str], samples: int, repeats: int) -> di
             run, samples, repeats)
         del iterator, loader
     return rates
+
+
+def resize_cache_rates(root: Path, lines: list[str], samples: int, repeats: int, folder: Path) -> dict:
+    """``--resize-cache``: samples per second of a first pass over every sample from an empty cache (each
+    image resized once, stored, and read back by the samples that share it, as in a first epoch), then with
+    every pyramid stored (later epochs), alone and through a DataLoader with one worker, batch 12."""
+    rates = {}
+    for ext in (".jpg", ".png"):
+        name = ext.strip(".")
+        dataset = _cached(root, ext, lines, folder / name)
+        start = time.perf_counter()
+        for index in range(len(dataset)):
+            dataset[0, index]
+        rates[f"mono_{name}_first_pass"] = round(len(dataset) / (time.perf_counter() - start), 2)
+        for modality, suffix, options in (("mono", "", {}), ("mono", "_uint8", {"uint8_images": True}),
+                                          ("mono_stereo", "", {"use_stereo": True})):
+            dataset = _cached(root, ext, lines, folder / name, **options)
+
+            def run(count: int, dataset=dataset) -> None:
+                for step in range(count):
+                    dataset[step // len(dataset), step % len(dataset)]
+
+            run(len(dataset))  # the stereo images' pyramids too
+            rates[f"{modality}_{name}{suffix}_stored"] = _median_rate(run, samples, repeats)
+    for uint8 in (False, True):
+        dataset = _cached(root, ".jpg", lines, folder / "jpg", uint8_images=uint8)
+        loader = DataLoader(dataset, batch_size=12, shuffle=True, num_workers=1, collate_fn=collate_samples,
+                            persistent_workers=True, drop_last=True)
+        iterator = iter(loader)
+
+        def pull(count: int, iterator=iterator, loader=loader) -> None:
+            received = 0
+            while received < count:
+                try:
+                    received += len(next(iterator))
+                except StopIteration:
+                    iterator = iter(loader)
+
+        rates[f"mono_jpg_stored_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _median_rate(
+            pull, 2 * samples, repeats)
+        del iterator, loader
+    return rates
+
+
+def _cached(root: Path, ext: str, lines: list[str], cache: Path, **options) -> KITTIRawDataset:
+    dataset = _dataset(root, ext, lines, **options)
+    dataset.resize_cache = ResizeCache(cache, WIDTH, HEIGHT, dataset.num_scales)
+    return dataset
 
 
 def evaluation_rates(root: Path, lines: list[str], samples: int, repeats: int) -> dict[str, float]:
@@ -214,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             "threads": 1,
             "samples_per_s": sample_rates(root, lines, args.samples, args.repeats),
             "data_loader": loader_rates(root, lines, 2 * args.samples, args.repeats),
+            "resize_cache": resize_cache_rates(root, lines, args.samples, args.repeats, Path(temporary, "cache")),
             "evaluation": evaluation_rates(root, lines, args.samples, args.repeats),
             "ms_per_frame": breakdown(root, args.repeats),
             "bytes_per_batch_of_12": bytes_per_batch(root, lines),

@@ -5,7 +5,7 @@ loader workers, the activations and gradients of every training step, a depth ma
 default glibc returns every block of 128 KB or more to the kernel when it is freed (and trims the top of its
 heap), so the next allocation faults all of its pages in again, each one zeroed by the kernel. Raising the two
 thresholds keeps that memory for reuse. Measured on the 2-core CI machine (see the README's Performance section):
-one loader worker +15-25% samples/s, a 640x192 training step about 8% faster, lidar-to-depth maps ~1.5x.
+one loader worker +15-25% samples/s, lidar-to-depth maps ~1.5x; a 640x192 training step within the noise.
 The resident memory stays near its peak instead of shrinking between uses; the peak itself does not grow.
 """
 
