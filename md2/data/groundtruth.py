@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from md2.data.calib import generate_depth_map
+from md2.data.calib import generate_depth_map, one_blas_thread
 from md2.data.npz import DeflatedMember, NpzWriter, deflate_npy
 from md2.data.convert import ProgressOption, available_cpus, count_progress
 from md2.data.splits import RawLine, SplitLine, read_split_file, resolve_split_dir
@@ -127,8 +127,8 @@ def export_gt(data_path: Path | str, split: str, *, splits_dir: Path | str | Non
         stale.unlink(missing_ok=True)
     output = split_dir / GT_FILE
     jobs = max(1, jobs or available_cpus())
-    with ThreadPoolExecutor(max_workers=jobs) as pool, count_progress("export-gt", progress) as advance, \
-            atomic_path(output) as temporary:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool, \
+            count_progress("export-gt", progress) as advance, atomic_path(output) as temporary:
         # Each worker thread reads, projects and deflates its frame; only the writing is sequential.
         members = _ordered_map(pool, lambda line: deflate_npy(reader(data_path, line), GT_COMPRESS_LEVEL), lines,
                                window=2 * jobs)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from md2.data.calib import generate_depth_map, load_velodyne_points, read_calib_file, velodyne_to_image
+from md2.data.calib import (generate_depth_map, load_velodyne_points, one_blas_thread, read_calib_file,
+                            velodyne_to_image)
 from md2.errors import DataError
 
 REAL_CALIB = Path(__file__).resolve().parents[2].parent / "shared" / "kitti_calib" / "2011_09_26"
@@ -211,3 +213,23 @@ def test_float32_depth_map_is_the_float64_map_rounded(tmp_path):
         narrow = generate_depth_map(REAL_CALIB, scan, vel_depth=vel_depth, dtype=np.float32)
         assert wide.dtype == np.float64 and narrow.dtype == np.float32 and np.count_nonzero(narrow) > 3000
         np.testing.assert_array_equal(narrow, wide.astype(np.float32))
+
+
+def _blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.mark.skipif(not REAL_CALIB.exists(), reason="../shared/kitti_calib not present")
+def test_one_blas_thread_projects_the_same_map_and_gives_the_threads_back(tmp_path):
+    if not _blas_threads():
+        pytest.skip("no BLAS thread pool visible to threadpoolctl")
+    rng = np.random.default_rng(2)
+    points = np.stack([rng.uniform(-5, 60, 50000), rng.uniform(-20, 20, 50000), rng.uniform(-2, 2, 50000)], 1)
+    scan = write_scan(tmp_path / "s.bin", points)
+    with threadpool_limits(limits=2, user_api="blas"):  # the tests run with one thread: start from two
+        pooled = generate_depth_map(REAL_CALIB, scan)
+        with one_blas_thread():
+            assert _blas_threads() == [1] * len(_blas_threads())
+            alone = generate_depth_map(REAL_CALIB, scan)
+        assert _blas_threads() == [2] * len(_blas_threads())
+    np.testing.assert_array_equal(alone, pooled)

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, get_worker_info
 from md2.core.geometry import intrinsics_pyramid
 from md2.data.augment import Augmentation, ColorJitterParams, color_jitter_hwc, draw_augmentation
 from md2.data.augment import lanczos_pyramid, nearest_resize, to_float
+from md2.data.calib import one_blas_thread
 from md2.data.datasets.images import read_rgb
 from md2.data.datasets.refs import FrameRef, as_frame_ref
 from md2.data.resize_cache import ResizeCache
@@ -265,12 +266,14 @@ _threads_limited = False
 
 
 def _limit_worker_threads() -> None:
-    """In a DataLoader worker, keep OpenCV to one thread (torch already is): workers are the parallelism."""
+    """In a DataLoader worker, keep OpenCV and numpy's BLAS (the lidar projection) to one thread (torch already
+    is): workers are the parallelism."""
     global _threads_limited
     if not _threads_limited and get_worker_info() is not None:
         import cv2
 
         cv2.setNumThreads(1)
+        one_blas_thread()  # not exited: for the worker's lifetime
         _threads_limited = True
 
 
