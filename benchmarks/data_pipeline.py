@@ -99,23 +99,27 @@ def loader_rates(root: Path, lines: list[str], samples: int, repeats: int) -> di
     """Samples per second arriving in the training process from a DataLoader with one worker, batch 12."""
     rates = {}
     for ext, uint8 in ((".jpg", False), (".png", False), (".jpg", True), (".png", True)):
-        dataset = _dataset(root, ext, lines, uint8_images=uint8)
-        loader = DataLoader(dataset, batch_size=12, shuffle=True, num_workers=1, collate_fn=collate_samples,
-                            persistent_workers=True, drop_last=True)
-        iterator = iter(loader)
-
-        def run(count: int, iterator=iterator, loader=loader) -> None:
-            received = 0
-            while received < count:
-                try:
-                    received += len(next(iterator))
-                except StopIteration:
-                    iterator = iter(loader)
-
-        rates[f"mono_{ext.strip('.')}_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _median_rate(
-            run, samples, repeats)
-        del iterator, loader
+        rates[f"mono_{ext.strip('.')}_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _one_worker_rate(
+            _dataset(root, ext, lines, uint8_images=uint8), samples, repeats)
     return rates
+
+
+def _one_worker_rate(dataset: KITTIRawDataset, samples: int, repeats: int) -> float:
+    """Median samples per second that a DataLoader with one persistent worker, batch 12, delivers."""
+    loader = DataLoader(dataset, batch_size=12, shuffle=True, num_workers=1, collate_fn=collate_samples,
+                        persistent_workers=True, drop_last=True)
+    batches = iter(loader)
+
+    def run(count: int) -> None:
+        nonlocal batches
+        received = 0
+        while received < count:
+            try:
+                received += len(next(batches))
+            except StopIteration:
+                batches = iter(loader)
+
+    return _median_rate(run, samples, repeats)
 
 
 def resize_cache_rates(root: Path, lines: list[str], samples: int, repeats: int, folder: Path) -> dict:
@@ -142,21 +146,8 @@ def resize_cache_rates(root: Path, lines: list[str], samples: int, repeats: int,
             rates[f"{modality}_{name}{suffix}_stored"] = _median_rate(run, samples, repeats)
     for uint8 in (False, True):
         dataset = _cached(root, ".jpg", lines, folder / "jpg", uint8_images=uint8)
-        loader = DataLoader(dataset, batch_size=12, shuffle=True, num_workers=1, collate_fn=collate_samples,
-                            persistent_workers=True, drop_last=True)
-        iterator = iter(loader)
-
-        def pull(count: int, iterator=iterator, loader=loader) -> None:
-            received = 0
-            while received < count:
-                try:
-                    received += len(next(iterator))
-                except StopIteration:
-                    iterator = iter(loader)
-
-        rates[f"mono_jpg_stored_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _median_rate(
-            pull, 2 * samples, repeats)
-        del iterator, loader
+        rates[f"mono_jpg_stored_one_worker_batch_12{'_uint8' if uint8 else ''}"] = _one_worker_rate(
+            dataset, 2 * samples, repeats)
     return rates
 
 
