@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from md2.data.convert import available_cpus
 from md2.data.synth.kitti_files import DATE, drive_name, encode_depth_png, encode_image, save_npy, write_bytes, \
     write_calibration, write_odometry_files
 from md2.data.synth.render import Camera, lidar_scan, render_view, right_camera_pose
@@ -96,7 +96,7 @@ def generate_dataset(out: Path | str, options: SynthOptions | None = None,
     out = Path(out)
     write_calibration(out / DATE, Camera(options.width, options.height))
     tasks = [(drive, frame) for drive in range(options.drives) for frame in range(options.frames)]
-    jobs = min(jobs or _available_cpus(), len(tasks))
+    jobs = min(jobs or available_cpus(), len(tasks))
     if jobs > 1 and len(tasks) * options.width * options.height >= PARALLEL_FROM:
         _write_in_parallel(out, options, tasks, jobs, on_frame)
     else:
@@ -110,10 +110,6 @@ def generate_dataset(out: Path | str, options: SynthOptions | None = None,
             write_odometry_files(out, ODOMETRY_FIRST_SEQUENCE + drive, poses, Camera(options.width, options.height))
     write_splits(out, options.drives, options.frames, options.odometry)
     return out
-
-
-def _available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=2)
