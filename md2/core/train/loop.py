@@ -210,7 +210,7 @@ class Trainer:
         step, first = progress.step, progress.batch_in_epoch
         self.models.train()
         with EpochBar(self.console, epoch, per_epoch, first, enabled=self.placement.is_main) as bar:
-            for batch_index, batch in enumerate(batches(self.train_loader, epoch, first), start=first):
+            for batch_index, batch in enumerate(bar.timed(batches(self.train_loader, epoch, first)), start=first):
                 losses, outputs, batch = self._train_step(batch, step)
                 if self.on_step is not None:
                     self.on_step(step, float(losses["loss"].detach()))
