@@ -89,6 +89,15 @@ def lanczos_pyramid(image: Image.Image, width: int, height: int, num_scales: int
     return levels
 
 
+def lanczos_levels(image: Image.Image, width: int, height: int, num_scales: int,
+                   flip: bool = False) -> list[np.ndarray]:
+    """:func:`lanczos_pyramid` of ``image`` (flipped left-right first with ``flip``, as the reference flips
+    before resizing) as uint8 arrays (h, w, 3), scale 0 first."""
+    if flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return [np.asarray(level) for level in lanczos_pyramid(image, width, height, num_scales)]
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8 (h, w, 3) -> float32 (h, w, 3) in [0, 1], bit-identical to torchvision's ToTensor (x / 255)."""
     return np.divide(image, np.float32(255.0), dtype=np.float32)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from md2.data.augment import lanczos_pyramid
+from md2.data.augment import lanczos_levels, lanczos_pyramid
 from md2.errors import DataError, UsageError
 from md2.files import atomic_path
 
@@ -54,6 +54,7 @@ class ResizeCache:
         self.width, self.height, self.num_scales = int(width), int(height), int(num_scales)
         self.folder = root / f"{self.width}x{self.height}x{self.num_scales}"
         self.sizes = [(self.height // 2**s, self.width // 2**s) for s in range(self.num_scales)]
+        self.pixel_bytes = sum(h * w * 3 for h, w in self.sizes)
         self.writable = True
 
     def entry_path(self, source: Path) -> Path:
@@ -68,11 +69,10 @@ class ResizeCache:
             entry = self.entry_path(source)
         except OSError:
             entry = None  # unreadable source: read() reports it
-        stored = None if entry is None else self._load(entry)
+        stored, image = None if entry is None else self._load(entry), None
         if stored is None:
             image = read()
-            levels = [np.asarray(level) for level in lanczos_pyramid(image, self.width, self.height,
-                                                                    self.num_scales)]
+            levels = lanczos_levels(image, self.width, self.height, self.num_scales)
             if entry is not None:
                 self._store(entry, image.size, levels)
             source_size = image.size
@@ -82,8 +82,8 @@ class ResizeCache:
             return levels
         if flip_commutes(source_size, (self.width, self.height), self.num_scales):
             return [np.ascontiguousarray(level[:, ::-1]) for level in levels]
-        image = read().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return [np.asarray(level) for level in lanczos_pyramid(image, self.width, self.height, self.num_scales)]
+        image = image if image is not None else read()
+        return lanczos_levels(image, self.width, self.height, self.num_scales, flip=True)
 
     def _load(self, entry: Path) -> tuple[tuple[int, int], list[np.ndarray]] | None:
         """(source size, levels) of a sound entry; None when it is missing or fails a check."""
@@ -91,11 +91,10 @@ class ResizeCache:
             data = entry.read_bytes()
         except OSError:
             return None
-        pixels = sum(h * w * 3 for h, w in self.sizes)
-        if len(data) != _HEADER.size + pixels + _CRC.size:
+        body_end = _HEADER.size + self.pixel_bytes
+        if len(data) != body_end + _CRC.size:
             return None
         magic, version, scales, source_width, source_height = _HEADER.unpack_from(data)
-        body_end = _HEADER.size + pixels
         if (magic, version, scales) != (MAGIC, VERSION, self.num_scales) or \
                 _CRC.unpack_from(data, body_end)[0] != zlib.crc32(memoryview(data)[:body_end]):
             return None

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from md2.core.geometry import intrinsics_pyramid
 from md2.data.augment import Augmentation, ColorJitterParams, color_jitter_hwc, draw_augmentation
-from md2.data.augment import lanczos_pyramid, nearest_resize, to_float
+from md2.data.augment import lanczos_levels, nearest_resize, to_float
 from md2.data.calib import one_blas_thread
 from md2.data.datasets.images import read_rgb
 from md2.data.datasets.refs import FrameRef, as_frame_ref
@@ -204,10 +203,7 @@ class FrameDataset(Dataset, ABC):
         path, context = self._frame_source(ref, frame_id)
         if self.resize_cache is not None:
             return self.resize_cache.pyramid(path, flip, lambda: read_rgb(path, context))
-        image = read_rgb(path, context)
-        if flip:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return [np.asarray(level) for level in lanczos_pyramid(image, self.width, self.height, self.num_scales)]
+        return lanczos_levels(read_rgb(path, context), self.width, self.height, self.num_scales, flip)
 
     def _frame_source(self, ref: FrameRef, frame_id: FrameId) -> tuple[Path, str]:
         """(image path, which frame of which sample it is, for error messages)."""
