@@ -24,7 +24,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 BRIGHTNESS = (0.8, 1.2)
@@ -145,7 +144,10 @@ def _hue(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 _CPU_OPERATIONS = (_brightness, _contrast, _saturation, _hue)
-_TENSOR_OPERATIONS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+_TENSOR_OPERATIONS = ("adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue")
+"""torchvision's tensor functions of the four operations, by name: torchvision is imported by the first call of
+:func:`color_jitter` (the ``--augment-on device`` path), not by every data worker and training run (~1.5 s of
+start-up, most of it torch._dynamo, which torchvision.ops imports)."""
 
 
 def color_jitter(images: torch.Tensor, params: ColorJitterParams,
@@ -159,17 +161,21 @@ def color_jitter(images: torch.Tensor, params: ColorJitterParams,
     the next ``sizes[k]`` pixels. Brightness, saturation and hue are per pixel, and contrast then takes each
     packed image's own grey mean, so one call jitters every frame and scale of a sample as separate calls would.
     """
+    import torchvision.transforms.functional as TF
+
     for operation in params.order:
         factor = getattr(params, _OPERATIONS[operation])
         if operation == _CONTRAST and sizes is not None:
             images = _packed_contrast(images, factor, sizes)
         else:
-            images = _TENSOR_OPERATIONS[operation](images, factor)
+            images = getattr(TF, _TENSOR_OPERATIONS[operation])(images, factor)
     return images
 
 
 def _packed_contrast(images: torch.Tensor, factor: float, sizes: Sequence[int]) -> torch.Tensor:
     """torchvision's adjust_contrast (the same blend) with the grey mean of each packed image."""
+    import torchvision.transforms.functional as TF
+
     grey = TF.rgb_to_grayscale(images)
     means, start = [], 0
     for size, count in _runs(sizes):  # one reduction per run of equal sizes (the frames of one scale)
