@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +12,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
-from md2.core.visualize import colorize_disparity
+from md2.core.pipeline import Prepared, Stages, run_pipeline
+from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
 
+PIPELINE_WORKERS = 2
+"""Threads decoding and writing beside the network (measured: benchmarks.inference)."""
 OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png")
 """Names md2 (and the reference) write; never taken as inputs on a later run."""
 
@@ -62,6 +64,11 @@ def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
     return unique
 
 
+def prepare_image(path: Path, width: int, height: int) -> Prepared:
+    """:func:`load_image` as the pipeline's preparation stage."""
+    return Prepared(*load_image(path, width, height))
+
+
 def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Read an RGB image and resize it to the network's size with LANCZOS (Pillow's old ANTIALIAS).
 
@@ -101,7 +108,7 @@ def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, orig
     disp_full = upsample(disp, *original)
     picture = Path(f"{stem}_disp.jpeg")
     with atomic_path(picture) as temporary:
-        Image.fromarray(colorize_disparity(disp_full[0, 0].float().cpu().numpy())).save(temporary, format="JPEG")
+        colorized_image(disp_full[0, 0].float().cpu().numpy()).save(temporary, format="JPEG")
     written.append(picture)
 
     if options.save_depth_png:
@@ -117,30 +124,25 @@ def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, orig
 
 
 def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,
-                   on_image: Callable[[Path], None] | None = None) -> PredictReport:
-    """Predict every image in ``paths`` in batches; unreadable images are reported, the rest still run.
+                   on_image: Callable[[Path], None] | None = None, workers: int = PIPELINE_WORKERS) -> PredictReport:
+    """Predict every image in ``paths``; unreadable images are reported, the rest still run.
 
-    Decoding and resizing happen in a background thread so the network is not left waiting.
+    Through :func:`md2.core.pipeline.run_pipeline`: the next images are decoded and resized, and the previous
+    ones colour-mapped and written, while the network runs. ``on_image(path)`` is called for every path in
+    input order once its outputs are written (or it was found unreadable).
     """
     report = PredictReport()
-    batches = [paths[i:i + options.batch_size] for i in range(0, len(paths), options.batch_size)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loaded = pool.map(lambda batch: [_try_load(p, predictor) for p in batch], batches)
-        for batch, items in zip(batches, loaded):
-            good = [(p, item) for p, item in zip(batch, items) if not isinstance(item, str)]
-            report.failed.extend((p, item) for p, item in zip(batch, items) if isinstance(item, str))
-            if good:
-                disps = predictor.disparity(torch.stack([tensor for _, (tensor, _) in good]))
-                for index, (path, (_, original)) in enumerate(good):
-                    report.written.extend(save_outputs(predictor, path, disps[index:index + 1], original, options))
-            for path in batch:
-                if on_image is not None:
-                    on_image(path)
+
+    def done(path: Path, outcome: list[Path] | DataError) -> None:
+        if isinstance(outcome, DataError):
+            report.failed.append((path, str(outcome)))
+        else:
+            report.written.extend(outcome)
+        if on_image is not None:
+            on_image(path)
+
+    stages = Stages(prepare=lambda path: prepare_image(path, predictor.width, predictor.height),
+                    network=predictor.disparity,
+                    finish=lambda path, ready, disp: save_outputs(predictor, path, disp, ready.original, options))
+    run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     return report
-
-
-def _try_load(path: Path, predictor: DepthPredictor) -> tuple[torch.Tensor, tuple[int, int]] | str:
-    try:
-        return load_image(path, predictor.width, predictor.height)
-    except DataError as error:
-        return str(error)
