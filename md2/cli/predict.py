@@ -33,7 +33,9 @@ def command(
         bool, typer.Option(help="Write NAME_depth.npy (metric depth = 5.4 x depth) instead of NAME_disp.npy.")
     ] = False,
     save_depth_png: Annotated[bool, typer.Option(help="Also write NAME_depth.png: 16-bit, depth x 256 (KITTI).")] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.")] = 1,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Images per network pass (default: 4; 1 with --precision fp32, the reference's exact path).")]
+    = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(
         help="fp32 (the reference's numbers exactly), bf16 (autocast; disparities within 1% of fp32) or auto "
@@ -44,7 +46,7 @@ def command(
 ) -> None:
     """Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
     from md2.core.inference import DepthPredictor
-    from md2.core.predict import PredictOptions, collect_inputs, predict_images
+    from md2.core.predict import PredictOptions, collect_inputs, default_batch_size, predict_images
 
     console = status_console(quiet, verbose)
     if model is not None and weights is not None:
@@ -61,6 +63,7 @@ def command(
     predictor = DepthPredictor.from_folder(weights, device=device, precision=precision)
     if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
         console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
+    batch_size = batch_size or default_batch_size(predictor)
     options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
     if verbose:
         console.print(f"{len(paths)} images; model {escape(label)} from {escape(str(weights))} at "

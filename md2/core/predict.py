@@ -17,6 +17,8 @@ from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
 
+FAST_BATCH_SIZE = 4
+"""Default images per network pass outside the exact fp32 path (measured: benchmarks.predict)."""
 PIPELINE_WORKERS = 2
 """Threads decoding and writing beside the network (measured: benchmarks.inference)."""
 OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png")
@@ -39,6 +41,13 @@ class PredictReport:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def default_batch_size(predictor: DepthPredictor) -> int:
+    """Images per network pass when the user gives none: one for ``--precision fp32``, the exact path (the
+    reference predicted one image at a time, and a batch's composition moves the last bits of fp32
+    convolutions), else :data:`FAST_BATCH_SIZE`."""
+    return 1 if predictor.precision == "fp32" and not predictor.channels_last else FAST_BATCH_SIZE
 
 
 def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
