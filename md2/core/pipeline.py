@@ -49,6 +49,9 @@ class Stages(Generic[Item, Result]):
     """(B, 3, h, w) -> (B, 1, h, w) disparity; called from the caller's thread only."""
     finish: Callable[[Item, Prepared, torch.Tensor], Result]
     """Outputs of one item from its (1, 1, h, w) disparity; a DataError (disk full...) stops the run."""
+    in_order: Callable[[Item, torch.Tensor], None] | None = None
+    """Called in the caller's thread, in input order, with each item's disparity before its finishing is
+    queued: for what depends on the items before it (a video's running colour scale)."""
 
 
 def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
@@ -89,6 +92,8 @@ def _run_batch(chunk: list[tuple[Item, Future]], stages: Stages, pool: ThreadPoo
     index = 0
     for item, ready in prepared:
         if isinstance(ready, Prepared):
+            if stages.in_order is not None:
+                stages.in_order(item, disps[index:index + 1])
             finishing.append((item, pool.submit(stages.finish, item, ready, disps[index:index + 1])))
             index += 1
         else:

@@ -21,7 +21,7 @@ FAST_BATCH_SIZE = 4
 """Default images per network pass outside the exact fp32 path (measured: benchmarks.predict)."""
 PIPELINE_WORKERS = 2
 """Threads decoding and writing beside the network (measured: benchmarks.inference)."""
-OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png")
+OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
 """Names md2 (and the reference) write; never taken as inputs on a later run."""
 
 
@@ -88,10 +88,13 @@ def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple
             rgb = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
-    original = (rgb.height, rgb.width)
+    return network_input(rgb, width, height), (rgb.height, rgb.width)
+
+
+def network_input(rgb: Image.Image, width: int, height: int) -> torch.Tensor:
+    """An RGB picture as the network takes it: LANCZOS to width x height, (3, height, width) float in [0, 1]."""
     resized = np.asarray(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
-    tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
-    return tensor, original
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
 def _output_stem(path: Path, options: PredictOptions) -> Path:
@@ -104,32 +107,40 @@ def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, orig
     """Write one image's outputs; ``disp`` is (1, 1, h, w) at the network's resolution."""
     stem = _output_stem(path, options)
     stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
-    written = []
     # As the reference: the .npy holds the network-resolution result, the picture the original size.
-    if options.pred_metric_depth:
-        npy, array = Path(f"{stem}_depth.npy"), STEREO_SCALE_FACTOR * predictor.depth(disp)
-    else:
-        npy, array = Path(f"{stem}_disp.npy"), predictor.scaled_disparity(disp)
-    with atomic_path(npy) as temporary:
-        np.save(temporary, array.float().cpu().numpy())
-    written.append(npy)
-
+    written = [write_npy(predictor, stem, disp, options.pred_metric_depth)]
     disp_full = upsample(disp, *original)
     picture = Path(f"{stem}_disp.jpeg")
     with atomic_path(picture) as temporary:
         colorized_image(disp_full[0, 0].float().cpu().numpy()).save(temporary, format="JPEG")
     written.append(picture)
-
     if options.save_depth_png:
-        depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
-        if predictor.use_stereo:
-            depth = depth * STEREO_SCALE_FACTOR
-        png = Path(f"{stem}_depth.png")
-        encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
-        with atomic_path(png) as temporary:
-            Image.fromarray(encoded).save(temporary, format="PNG")
-        written.append(png)
+        written.append(write_depth_png(predictor, stem, disp_full))
     return written
+
+
+def write_npy(predictor: DepthPredictor, stem: Path, disp: torch.Tensor, metric_depth: bool) -> Path:
+    """STEM_disp.npy, the scaled disparity (1, 1, h, w) at the network's resolution, or with ``metric_depth``
+    STEM_depth.npy, 5.4 x depth (the reference's --pred_metric_depth)."""
+    if metric_depth:
+        npy, array = Path(f"{stem}_depth.npy"), STEREO_SCALE_FACTOR * predictor.depth(disp)
+    else:
+        npy, array = Path(f"{stem}_disp.npy"), predictor.scaled_disparity(disp)
+    with atomic_path(npy) as temporary:
+        np.save(temporary, array.float().cpu().numpy())
+    return npy
+
+
+def write_depth_png(predictor: DepthPredictor, stem: Path, disp_full: torch.Tensor) -> Path:
+    """STEM_depth.png: depth x 256 as 16-bit (KITTI's convention), metres for stereo-trained models."""
+    depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
+    if predictor.use_stereo:
+        depth = depth * STEREO_SCALE_FACTOR
+    png = Path(f"{stem}_depth.png")
+    encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
+    with atomic_path(png) as temporary:
+        Image.fromarray(encoded).save(temporary, format="PNG")
+    return png
 
 
 def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,

@@ -22,14 +22,15 @@ MAGMA_RGBX = np.concatenate([MAGMA, np.zeros((256, 1), np.uint8)], axis=1).view(
 """The table packed as one 32-bit word per colour (R, G, B, 0 in memory order): one gather per pixel."""
 
 
-def colorize_disparity(disp: np.ndarray, vmax_percentile: float = 95.0) -> np.ndarray:
+def colorize_disparity(disp: np.ndarray, vmax_percentile: float = 95.0, vmin: float | None = None,
+                       vmax: float | None = None) -> np.ndarray:
     """Map a disparity image (H, W) to an RGB uint8 image (H, W, 3) with magma.
 
-    As the reference's test_simple.py: vmin is the minimum, vmax the 95th percentile; values above vmax take
-    the top colour. Colour index = floor(256 * normalised value) clipped to [0, 255] (matplotlib's rule for a
-    256-colour map), computed in float64.
+    As the reference's test_simple.py: vmin is the minimum, vmax the 95th percentile (unless given); values
+    above vmax take the top colour. Colour index = floor(256 * normalised value) clipped to [0, 255]
+    (matplotlib's rule for a 256-colour map), computed in float64.
     """
-    indices = magma_indices(disp, vmax_percentile)
+    indices = magma_indices(disp, vmax_percentile, vmin, vmax)
     packed = MAGMA_RGBX[indices]
     return np.ascontiguousarray(packed.view(np.uint8).reshape(*indices.shape, 4)[..., :3])
 
