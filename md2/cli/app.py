@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Optional
 
 import typer
@@ -11,30 +13,54 @@ from typer.main import get_command
 
 from md2 import __version__
 from md2.allocator import keep_freed_memory
-from md2.cli import (
-    convert_jpeg,
-    download_kitti,
-    evaluate_depth,
-    evaluate_pose,
-    export_gt,
-    predict,
-    synth,
-    train,
-)
 from md2.cli.errors import debug_enabled, fail
 from md2.errors import MD2Error
 
-app = typer.Typer(
-    name="md2",
-    help="Monodepth2: self-supervised monocular depth. Train, evaluate and predict on KITTI or your own data.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+COMMANDS = {
+    "download-kitti": "download_kitti",
+    "convert-jpeg": "convert_jpeg",
+    "export-gt": "export_gt",
+    "train": "train",
+    "evaluate-depth": "evaluate_depth",
+    "evaluate-pose": "evaluate_pose",
+    "predict": "predict",
+    "synth": "synth",
+}
+"""Sub-command -> its module in md2.cli, in the order ``md2 --help`` lists them."""
 
-for module in (download_kitti, convert_jpeg, export_gt, train, evaluate_depth, evaluate_pose, predict, synth):
-    app.command(name=module.NAME, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
+
+def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
+    """The ``md2`` Typer app with the sub-commands ``names``. ``main`` builds it with only the command being
+    run, so a command imports its own module and nothing of the others (``md2 predict`` never reads the
+    training options, ``md2 synth`` never imports torch)."""
+    app = typer.Typer(
+        name="md2",
+        help="Monodepth2: self-supervised monocular depth. Train, evaluate and predict on KITTI or your own data.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    for name in names:
+        module = importlib.import_module(f"md2.cli.{COMMANDS[name]}")
+        app.command(name=module.NAME, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":  # ``md2.cli.app.app``: every command (for tools and tests that inspect the whole CLI)
+        return build_app()
+    raise AttributeError(name)
+
+
+def _commands_needed(args: list[str]) -> Iterable[str]:
+    """Only the sub-command on the line when it names one (before it come only root options, which take no
+    value); every command otherwise (``md2``, ``md2 --help``, a misspelt name, shell completion)."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return [arg] if arg in COMMANDS and "_MD2_COMPLETE" not in os.environ else COMMANDS
+    return COMMANDS
 
 
 def _version(value: bool) -> None:
@@ -43,7 +69,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: Annotated[
         Optional[bool],
@@ -64,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         os.environ["MD2_DEBUG"] = "1"
     keep_freed_memory()  # reuse freed buffers instead of faulting fresh pages in (md2.allocator)
-    command = get_command(app)
+    command = get_command(build_app(_commands_needed(args)))
     try:
         code = command.main(args=args, prog_name="md2", standalone_mode=False)
     except MD2Error as error:

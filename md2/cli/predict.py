@@ -1,4 +1,5 @@
-"""Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
+"""Predict depth for photos and videos with a pretrained or trained Monodepth2 model (the reference's
+test_simple.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from md2.cli.common import status_console
 from md2.cli.errors import err_console
@@ -17,12 +19,16 @@ NAME = "predict"
 EPILOG = (
     "Examples:  md2 predict photo.jpg  |  md2 predict frames/ --ext png --batch-size 8  |  "
     "md2 predict 'shots/*.jpg' --model mono_1024x320 --output-dir out  |  "
-    "md2 predict photo.jpg --weights ~/tmp/mono_model/models/weights_19 --save-depth-png"
+    "md2 predict photo.jpg --weights ~/tmp/mono_model/models/weights_19 --save-depth-png  |  "
+    "md2 predict clip.mp4 --side-by-side  |  md2 predict videos/ --ext mp4 --every 2 --start 10 --end 20s"
 )
 
 
 def command(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (see --ext) or glob patterns.")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Image or video files (mp4, avi, mkv, mov ...), folders (see --ext) or glob patterns. A video gives "
+             "STEM_disp.mp4 at its size and frame rate; its colour scale follows running averages of the frames' "
+             "minimum and 95th-percentile disparity (about 30 frames), so it does not flicker.")],
     model: Annotated[Optional[str], typer.Option(help="Pretrained model name (default: mono+stereo_640x192).")] = None,
     weights: Annotated[
         Optional[Path], typer.Option("--weights", "--load-weights-folder", help="A weights folder instead of --model.")
@@ -33,23 +39,42 @@ def command(
         bool, typer.Option(help="Write NAME_depth.npy (metric depth = 5.4 x depth) instead of NAME_disp.npy.")
     ] = False,
     save_depth_png: Annotated[bool, typer.Option(help="Also write NAME_depth.png: 16-bit, depth x 256 (KITTI).")] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.")] = 1,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Images per network pass (default: 4; 1 with --precision fp32, the reference's exact path).")]
+    = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(
         help="fp32 (the reference's numbers exactly), bf16 (autocast; disparities within 1% of fp32) or auto "
              "(channels_last, within 1e-5 of fp32, and bf16 where the device computes it natively).")] = "auto",
+    side_by_side: Annotated[bool, typer.Option(help="Videos: the input above the depth in STEM_disp.mp4.")] = False,
+    save_frames: Annotated[bool, typer.Option(
+        help="Videos: also STEM_frames/NNNNNN_disp.npy per frame (NNNNNN_depth.npy with --pred-metric-depth); "
+             "--save-depth-png adds NNNNNN_depth.png there.")] = False,
+    every: Annotated[int, typer.Option(min=1, help="Videos: every N-th frame (the output's frame rate / N).")] = 1,
+    start: Annotated[Optional[str], typer.Option(
+        help="Videos: first frame, in seconds (12.5 or 12.5s) or as a frame number (300f).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Videos: stop before this time or frame (as --start).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Videos: replace an existing STEM_disp.mp4.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Also the weights folder, resolution and device, and one line per image.")] = False,
 ) -> None:
-    """Predict depth for photos with a pretrained or trained Monodepth2 model (the reference's test_simple.py)."""
+    """Predict depth for photos and videos with a pretrained or trained Monodepth2 model (the reference's
+    test_simple.py)."""
     from md2.core.inference import DepthPredictor
-    from md2.core.predict import PredictOptions, collect_inputs, predict_images
+    from md2.core.predict import PredictOptions, collect_inputs, default_batch_size
+    from md2.data.video_io import FrameRange, is_video
 
     console = status_console(quiet, verbose)
     if model is not None and weights is not None:
         raise UsageError("give --model or --weights, not both")
     paths = collect_inputs(inputs, ext)
+    videos = [path for path in paths if is_video(path)]
+    images = [path for path in paths if not is_video(path)]
+    video_only = {"--side-by-side": side_by_side, "--save-frames": save_frames, "--every": every != 1,
+                  "--start": start, "--end": end, "--overwrite": overwrite}
+    if not videos and any(video_only.values()):
+        raise UsageError(f"{', '.join(k for k, v in video_only.items() if v)} applies to videos, and no input is one")
     if weights is None:
         from md2.core import zoo
 
@@ -61,11 +86,36 @@ def command(
     predictor = DepthPredictor.from_folder(weights, device=device, precision=precision)
     if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
         console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
-    options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
+    batch_size = batch_size or default_batch_size(predictor)
     if verbose:
-        console.print(f"{len(paths)} images; model {escape(label)} from {escape(str(weights))} at "
-                      f"{predictor.width}x{predictor.height} on {predictor.device} in {predictor.precision}; "
-                      f"batch size {batch_size}")
+        console.print(f"{len(images)} images, {len(videos)} videos; model {escape(label)} from "
+                      f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
+                      f"{predictor.precision}; batch size {batch_size}")
+    failed = []
+    if images:
+        options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
+        failed += _images(predictor, images, options, console, quiet, verbose)
+    if videos:
+        from md2.core.video_predict import VideoOptions
+
+        options = VideoOptions(output_dir, side_by_side, save_frames, pred_metric_depth, save_depth_png,
+                               FrameRange(start, end, every), overwrite, batch_size)
+        failed += _videos(predictor, videos, options, console, quiet, verbose)
+    if len(paths) == 1 and failed:  # nothing else to report: the reason is the one line
+        raise DataError(failed[0])
+    for reason in failed:
+        err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
+    where = output_dir if output_dir is not None else "the inputs' folders"
+    counts = [f"{len(group)} {noun}" for group, noun in ((images, "images"), (videos, "videos")) if group]
+    console.print(f"{len(paths) - len(failed)} of {len(paths)} inputs ({', '.join(counts)}) with {label} on "
+                  f"{predictor.device}; outputs in {where}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool) -> list[str]:
+    """The images through the predict pipeline under one progress bar; the reasons of those that failed."""
+    from md2.core.predict import predict_images
 
     def on_image(path: Path) -> None:
         progress.advance(task)
@@ -76,13 +126,38 @@ def command(
                   disable=quiet or verbose or len(paths) < 2 or not console.is_terminal, transient=True) as progress:
         task = progress.add_task("predict", total=len(paths))
         report = predict_images(predictor, paths, options, on_image=on_image)
-    if len(paths) == 1 and report.failed:  # nothing else to report: the reason is the one line
-        raise DataError(report.failed[0][1])
-    for _, reason in report.failed:
-        err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
-    done = len(paths) - len(report.failed)
-    where = output_dir if output_dir is not None else "the images' folders"
-    console.print(f"{done} of {len(paths)} images with {label} on {predictor.device}; outputs in {where}",
-                  highlight=False)
-    if report.failed:
-        raise typer.Exit(1)
+    return [reason for _, reason in report.failed]
+
+
+def _videos(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool) -> list[str]:
+    """Each video through the predict pipeline with a bar of frames, frames/s and ETA; the failures' reasons.
+    Ctrl-C finishes the current video's file with the frames done, says so, and stops."""
+    from md2.core.video_predict import VideoInterrupted, predict_video
+
+    failed = []
+    for path in paths:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _FramesPerSecond(),
+                      TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal,
+                      transient=True) as progress:
+            task = progress.add_task(escape(path.name), total=None)
+            try:
+                report = predict_video(predictor, path, options,
+                                       on_start=lambda total: progress.update(task, total=total),
+                                       on_frame=lambda number: progress.advance(task))
+            except VideoInterrupted as stop:
+                progress.stop()
+                kept = stop.report
+                console.print(f"[yellow]interrupted:[/yellow] {escape(str(kept.video))} holds the {kept.frames} "
+                              "frames done" if kept.frames else "[yellow]interrupted:[/yellow] no frame was done")
+                raise KeyboardInterrupt from None
+            except DataError as error:
+                failed.append(str(error))
+                continue
+        if verbose or len(paths) > 1:
+            console.print(f"  {escape(str(report.video))}: {report.frames} frames", highlight=False)
+    return failed
+
+
+class _FramesPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f} frames/s" if task.speed else "")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +12,16 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
-from md2.core.visualize import colorize_disparity
+from md2.core.pipeline import Prepared, Stages, run_pipeline
+from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
 
-OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png")
+FAST_BATCH_SIZE = 4
+"""Default images per network pass outside the exact fp32 path (measured: benchmarks.predict)."""
+PIPELINE_WORKERS = 2
+"""Threads decoding and writing beside the network (measured: benchmarks.inference)."""
+OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
 """Names md2 (and the reference) write; never taken as inputs on a later run."""
 
 
@@ -37,6 +41,13 @@ class PredictReport:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def default_batch_size(predictor: DepthPredictor) -> int:
+    """Images per network pass when the user gives none: one for ``--precision fp32``, the exact path (the
+    reference predicted one image at a time, and a batch's composition moves the last bits of fp32
+    convolutions), else :data:`FAST_BATCH_SIZE`."""
+    return 1 if predictor.precision == "fp32" and not predictor.channels_last else FAST_BATCH_SIZE
 
 
 def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
@@ -62,6 +73,11 @@ def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
     return unique
 
 
+def prepare_image(path: Path, width: int, height: int) -> Prepared:
+    """:func:`load_image` as the pipeline's preparation stage."""
+    return Prepared(*load_image(path, width, height))
+
+
 def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Read an RGB image and resize it to the network's size with LANCZOS (Pillow's old ANTIALIAS).
 
@@ -72,10 +88,13 @@ def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple
             rgb = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
-    original = (rgb.height, rgb.width)
+    return network_input(rgb, width, height), (rgb.height, rgb.width)
+
+
+def network_input(rgb: Image.Image, width: int, height: int) -> torch.Tensor:
+    """An RGB picture as the network takes it: LANCZOS to width x height, (3, height, width) float in [0, 1]."""
     resized = np.asarray(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
-    tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
-    return tensor, original
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
 def _output_stem(path: Path, options: PredictOptions) -> Path:
@@ -88,59 +107,62 @@ def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, orig
     """Write one image's outputs; ``disp`` is (1, 1, h, w) at the network's resolution."""
     stem = _output_stem(path, options)
     stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
-    written = []
     # As the reference: the .npy holds the network-resolution result, the picture the original size.
-    if options.pred_metric_depth:
+    written = [write_npy(predictor, stem, disp, options.pred_metric_depth)]
+    disp_full = upsample(disp, *original)
+    picture = Path(f"{stem}_disp.jpeg")
+    with atomic_path(picture) as temporary:
+        colorized_image(disp_full[0, 0].float().cpu().numpy()).save(temporary, format="JPEG")
+    written.append(picture)
+    if options.save_depth_png:
+        written.append(write_depth_png(predictor, stem, disp_full))
+    return written
+
+
+def write_npy(predictor: DepthPredictor, stem: Path, disp: torch.Tensor, metric_depth: bool) -> Path:
+    """STEM_disp.npy, the scaled disparity (1, 1, h, w) at the network's resolution, or with ``metric_depth``
+    STEM_depth.npy, 5.4 x depth (the reference's --pred_metric_depth)."""
+    if metric_depth:
         npy, array = Path(f"{stem}_depth.npy"), STEREO_SCALE_FACTOR * predictor.depth(disp)
     else:
         npy, array = Path(f"{stem}_disp.npy"), predictor.scaled_disparity(disp)
     with atomic_path(npy) as temporary:
         np.save(temporary, array.float().cpu().numpy())
-    written.append(npy)
+    return npy
 
-    disp_full = upsample(disp, *original)
-    picture = Path(f"{stem}_disp.jpeg")
-    with atomic_path(picture) as temporary:
-        Image.fromarray(colorize_disparity(disp_full[0, 0].float().cpu().numpy())).save(temporary, format="JPEG")
-    written.append(picture)
 
-    if options.save_depth_png:
-        depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
-        if predictor.use_stereo:
-            depth = depth * STEREO_SCALE_FACTOR
-        png = Path(f"{stem}_depth.png")
-        encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
-        with atomic_path(png) as temporary:
-            Image.fromarray(encoded).save(temporary, format="PNG")
-        written.append(png)
-    return written
+def write_depth_png(predictor: DepthPredictor, stem: Path, disp_full: torch.Tensor) -> Path:
+    """STEM_depth.png: depth x 256 as 16-bit (KITTI's convention), metres for stereo-trained models."""
+    depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
+    if predictor.use_stereo:
+        depth = depth * STEREO_SCALE_FACTOR
+    png = Path(f"{stem}_depth.png")
+    encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
+    with atomic_path(png) as temporary:
+        Image.fromarray(encoded).save(temporary, format="PNG")
+    return png
 
 
 def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,
-                   on_image: Callable[[Path], None] | None = None) -> PredictReport:
-    """Predict every image in ``paths`` in batches; unreadable images are reported, the rest still run.
+                   on_image: Callable[[Path], None] | None = None, workers: int = PIPELINE_WORKERS) -> PredictReport:
+    """Predict every image in ``paths``; unreadable images are reported, the rest still run.
 
-    Decoding and resizing happen in a background thread so the network is not left waiting.
+    Through :func:`md2.core.pipeline.run_pipeline`: the next images are decoded and resized, and the previous
+    ones colour-mapped and written, while the network runs. ``on_image(path)`` is called for every path in
+    input order once its outputs are written (or it was found unreadable).
     """
     report = PredictReport()
-    batches = [paths[i:i + options.batch_size] for i in range(0, len(paths), options.batch_size)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loaded = pool.map(lambda batch: [_try_load(p, predictor) for p in batch], batches)
-        for batch, items in zip(batches, loaded):
-            good = [(p, item) for p, item in zip(batch, items) if not isinstance(item, str)]
-            report.failed.extend((p, item) for p, item in zip(batch, items) if isinstance(item, str))
-            if good:
-                disps = predictor.disparity(torch.stack([tensor for _, (tensor, _) in good]))
-                for index, (path, (_, original)) in enumerate(good):
-                    report.written.extend(save_outputs(predictor, path, disps[index:index + 1], original, options))
-            for path in batch:
-                if on_image is not None:
-                    on_image(path)
+
+    def done(path: Path, outcome: list[Path] | DataError) -> None:
+        if isinstance(outcome, DataError):
+            report.failed.append((path, str(outcome)))
+        else:
+            report.written.extend(outcome)
+        if on_image is not None:
+            on_image(path)
+
+    stages = Stages(prepare=lambda path: prepare_image(path, predictor.width, predictor.height),
+                    network=predictor.disparity,
+                    finish=lambda path, ready, disp: save_outputs(predictor, path, disp, ready.original, options))
+    run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     return report
-
-
-def _try_load(path: Path, predictor: DepthPredictor) -> tuple[torch.Tensor, tuple[int, int]] | str:
-    try:
-        return load_image(path, predictor.width, predictor.height)
-    except DataError as error:
-        return str(error)

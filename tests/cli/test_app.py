@@ -5,6 +5,7 @@ that imported torch once (tests/md2_process.py), which gives what the executable
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,30 @@ def test_debug_shows_traceback(tmp_path, how):
     assert "Traceback" in result.stderr
     assert_run_md2_gives(result, *args, env=env)
 
+
+
+def _modules_after(*args: str) -> set[str]:
+    """The modules imported by a run of ``md2 ARGS`` (what the console script does: md2.cli.app's main)."""
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            f"sys.argv = ['md2', *{list(args)!r}]\n"
+            "from md2.cli.app import main\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=_environment(None))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(json.loads(result.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["synth", "{tmp}/synth", "--drives", "1", "--frames", "3", "--width",
+                                              "64", "--height", "64", "-q"]])
+def test_help_and_synth_never_import_torch(tmp_path, args):
+    imported = _modules_after(*(arg.replace("{tmp}", str(tmp_path)) for arg in args))
+    assert "md2.cli.app" in imported
+    assert not {name for name in imported if name == "torch" or name.startswith(("torch.", "torchvision"))}
+
+
+def test_a_command_imports_no_other_commands_module():
+    commands = {name for name in _modules_after("predict", "--help")
+                if name.startswith("md2.cli.") and name not in ("md2.cli.app", "md2.cli.errors", "md2.cli.common")}
+    assert commands == {"md2.cli.predict"}

@@ -1,35 +1,33 @@
-"""ResNet encoder of Monodepth2: a torchvision ResNet returning five feature maps."""
+"""ResNet encoder of Monodepth2: md2's ResNet (torchvision's parameter names) returning five feature maps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.models as tvm
 from torch import nn
 
+from md2.core.networks.resnet import ResNet
 from md2.errors import DownloadError, UsageError
 
 
 @dataclass(frozen=True)
 class ResnetSpec:
-    """How to build one ResNet depth: torchvision builder, its ImageNet weights, and its block type."""
+    """One ResNet depth: the name of torchvision's ImageNet weights enum for it, and its block type."""
 
-    builder: Callable[..., tvm.ResNet]
-    weights: tvm.WeightsEnum
+    weights: str
     bottleneck: bool
 
 
 ENCODERS: dict[int, ResnetSpec] = {
-    18: ResnetSpec(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, False),
-    34: ResnetSpec(tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, False),
-    50: ResnetSpec(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, True),
-    101: ResnetSpec(tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1, True),
-    152: ResnetSpec(tvm.resnet152, tvm.ResNet152_Weights.IMAGENET1K_V1, True),
+    18: ResnetSpec("ResNet18_Weights", False),
+    34: ResnetSpec("ResNet34_Weights", False),
+    50: ResnetSpec("ResNet50_Weights", True),
+    101: ResnetSpec("ResNet101_Weights", True),
+    152: ResnetSpec("ResNet152_Weights", True),
 }
-"""ResNet depth -> spec. IMAGENET1K_V1 are the weights the reference's torchvision 0.2 shipped."""
+"""ResNet depth -> spec. Their IMAGENET1K_V1 weights are the ones the reference's torchvision 0.2 shipped."""
 
 RESNETS = ENCODERS
 """The name docs/design.md uses for the same table."""
@@ -64,9 +62,14 @@ def _spec(num_layers: int) -> ResnetSpec:
 
 
 def _imagenet_state(spec: ResnetSpec, num_layers: int) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet state dict (downloaded on first use into TORCH_HOME)."""
+    """torchvision's ImageNet state dict (downloaded on first use into TORCH_HOME).
+
+    The only use of torchvision here: imported for ``--weights-init pretrained`` alone, so that inference and
+    training from md2's own checkpoints start without it."""
     try:
-        return spec.weights.get_state_dict(progress=False)
+        import torchvision.models
+
+        return getattr(torchvision.models, spec.weights).IMAGENET1K_V1.get_state_dict(progress=False)
     except Exception as error:  # offline, blocked, corrupt download: all end the same way for the user
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
         raise DownloadError(
@@ -85,8 +88,8 @@ class ResnetEncoder(nn.Module):
         num_input_images: N images stacked on channels (3N input channels), for the pose encoder.
 
     ``forward(x)`` takes (B, 3N, H, W) RGB in [0, 1] and returns five feature maps at 1/2, 1/4, 1/8, 1/16 and
-    1/32 of the input size with ``num_ch_enc`` channels. ``.encoder`` is the torchvision ResNet, so the state
-    dict keys are the official ones (``encoder.conv1.weight`` ... ``encoder.fc.bias``).
+    1/32 of the input size with ``num_ch_enc`` channels. ``.encoder`` is a ResNet with torchvision's layout
+    (:mod:`md2.core.networks.resnet`), so the state dict keys are the official ones (``encoder.conv1.weight`` ... ``encoder.fc.bias``).
     """
 
     def __init__(self, num_layers: int = 18, pretrained: bool = False, num_input_images: int = 1) -> None:
@@ -94,7 +97,7 @@ class ResnetEncoder(nn.Module):
         spec = _spec(num_layers)
         self.num_layers = num_layers
         self.num_input_images = num_input_images
-        self.encoder = spec.builder(weights=None)
+        self.encoder = ResNet(num_layers)
         if num_input_images > 1:
             # Replacing the attribute keeps conv1 first in the state dict, as in the official files.
             self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)

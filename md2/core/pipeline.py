@@ -1,0 +1,177 @@
+"""The prediction pipeline: inputs prepared ahead of the network and finished behind it, in input order.
+
+    items --(feeder thread)--> prepare (worker threads) --> network (caller's thread, batches of consecutive
+    items) --> finish (worker threads) --> on_done (caller's thread, strictly in input order)
+
+Decoding, resizing, colour-mapping and encoding are Pillow, NumPy and OpenCV calls that release the GIL, so
+they overlap the network. Every queue is bounded (memory does not grow with the number of inputs, a video's
+frames are never all in memory); results, failures and progress are reported in the inputs' order whatever
+finishes first. The same code runs photos, video frames and exported models (:mod:`md2.core.predict`,
+:mod:`md2.core.video_predict`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import torch
+
+from md2.errors import DataError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+_END = object()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One input ready for the network."""
+
+    image: torch.Tensor
+    """(3, height, width) float32 RGB in [0, 1] at the network's size."""
+    original: tuple[int, int]
+    """(height, width) of the input picture, in pixels."""
+
+
+@dataclass(frozen=True)
+class Stages(Generic[Item, Result]):
+    """What the pipeline does with each item (the callables run in worker threads, except ``network``)."""
+
+    prepare: Callable[[Item], Prepared]
+    """Decode and resize; a DataError marks the item failed and the others go on."""
+    network: Callable[[torch.Tensor], torch.Tensor]
+    """(B, 3, h, w) -> (B, 1, h, w) disparity; called from the caller's thread only."""
+    finish: Callable[[Item, Prepared, torch.Tensor], Result]
+    """Outputs of one item from its (1, 1, h, w) disparity; a DataError (disk full...) stops the run."""
+    in_order: Callable[[Item, torch.Tensor], None] | None = None
+    """Called in the caller's thread, in input order, with each item's disparity before its finishing is
+    queued: for what depends on the items before it (a video's running colour scale)."""
+
+
+def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
+                 on_done: Callable[[Item, Result | DataError], None], *, batch_size: int = 1,
+                 workers: int = 2, ahead: int | None = None) -> None:
+    """Run every item through ``stages``; ``on_done(item, result or the DataError of its preparation)`` is
+    called once per item, in input order, from the caller's thread.
+
+    Batches are ``batch_size`` consecutive items (their readable ones), as md2 always grouped them: the
+    grouping decides the last bits of fp32 convolutions. At most ``ahead`` items (default: two batches and a
+    few) are being prepared, and as many finished, at any time. An exception raised by iterating ``items``,
+    by the network or by ``finish`` stops the pipeline and is raised here after the threads have stopped.
+    """
+    ahead = ahead if ahead is not None else 2 * batch_size + 2
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="md2-predict") as pool:
+        feeder = _Feeder(items, stages.prepare, pool, ahead)
+        finishing: deque[tuple[Item, Future | DataError]] = deque()
+        try:
+            for chunk in feeder.chunks(batch_size):
+                _run_batch(chunk, stages, pool, finishing)
+                while finishing and (len(finishing) > ahead or _settled(finishing[0][1])):
+                    _report(finishing.popleft(), on_done)
+            while finishing:
+                _report(finishing.popleft(), on_done)
+        finally:
+            feeder.stop()
+            for _, pending in finishing:
+                if isinstance(pending, Future):
+                    pending.cancel()
+
+
+def _run_batch(chunk: list[tuple[Item, Future]], stages: Stages, pool: ThreadPoolExecutor,
+               finishing: deque) -> None:
+    """Wait for the chunk's preparations (in order), run the network on the readable ones, queue finishing."""
+    prepared = [(item, _outcome(future)) for item, future in chunk]
+    good = [ready for _, ready in prepared if isinstance(ready, Prepared)]
+    disps = stages.network(torch.stack([ready.image for ready in good])) if good else None
+    index = 0
+    for item, ready in prepared:
+        if isinstance(ready, Prepared):
+            if stages.in_order is not None:
+                stages.in_order(item, disps[index:index + 1])
+            finishing.append((item, pool.submit(stages.finish, item, ready, disps[index:index + 1])))
+            index += 1
+        else:
+            finishing.append((item, ready))
+
+
+def _outcome(future: Future) -> Prepared | DataError:
+    try:
+        return future.result()
+    except DataError as error:
+        return error
+
+
+def _settled(pending: Future | DataError) -> bool:
+    return not isinstance(pending, Future) or pending.done()
+
+
+def _report(entry: tuple[Item, Future | DataError], on_done: Callable) -> None:
+    item, pending = entry
+    on_done(item, pending.result() if isinstance(pending, Future) else pending)
+
+
+class _Feeder:
+    """Reads ``items`` in a thread of its own (a video's decoder is sequential and may be slow) and submits
+    each one's preparation; the caller takes (item, future) pairs in order through a bounded queue."""
+
+    def __init__(self, items: Iterable, prepare: Callable, pool: ThreadPoolExecutor, ahead: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._feed, args=(iter(items), prepare, pool), daemon=True,
+                                       name="md2-predict-feeder")
+        self.thread.start()
+
+    def _feed(self, items: Iterator, prepare: Callable, pool: ThreadPoolExecutor) -> None:
+        try:
+            for item in items:
+                if not self._put((item, pool.submit(prepare, item))):
+                    return
+        except BaseException as error:  # noqa: BLE001 -- handed to the caller's thread, raised there
+            self._put((_END, error))
+            return
+        self._put((_END, None))
+
+    def _put(self, entry) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        if isinstance(entry[1], Future):
+            entry[1].cancel()
+        return False
+
+    def chunks(self, size: int) -> Iterator[list[tuple]]:
+        """Consecutive (item, future) pairs, ``size`` at a time (the last chunk may be shorter)."""
+        chunk: list[tuple] = []
+        while True:
+            item, future = self.queue.get()
+            if item is _END:
+                if chunk:
+                    yield chunk
+                if future is not None:
+                    raise future
+                return
+            chunk.append((item, future))
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+
+    def stop(self) -> None:
+        """Stop reading items and cancel the preparations not started (used on success and on errors)."""
+        self.stopping.set()
+        self.thread.join()  # its puts time out and see the flag, so it ends within one item's reading
+        while True:
+            try:
+                _, pending = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(pending, Future):
+                pending.cancel()

@@ -1,0 +1,107 @@
+"""The prediction pipeline's guarantees: input order whatever finishes first, bounded memory on endless
+inputs, failures reported in place, errors raised after every thread stopped."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+import torch
+
+from md2.core.pipeline import Prepared, Stages, run_pipeline
+from md2.errors import DataError
+
+
+def _prepare(item: int) -> Prepared:
+    time.sleep(random.random() * 0.002)  # preparations finish out of order
+    if item % 7 == 3:
+        raise DataError(f"item {item} is unreadable")
+    return Prepared(torch.full((3, 2, 2), float(item)), (2, 2))
+
+
+def _network(images: torch.Tensor) -> torch.Tensor:
+    return images[:, :1] * 2
+
+
+def _finish(item: int, ready: Prepared, disp: torch.Tensor) -> float:
+    time.sleep(random.random() * 0.002)
+    return float(disp[0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("batch_size, workers", [(1, 1), (3, 2), (4, 3)])
+def test_results_and_failures_arrive_in_input_order(batch_size, workers):
+    random.seed(batch_size)
+    seen = []
+    run_pipeline(range(40), Stages(_prepare, _network, _finish), lambda item, out: seen.append((item, out)),
+                 batch_size=batch_size, workers=workers)
+    assert [item for item, _ in seen] == list(range(40))
+    for item, outcome in seen:
+        if item % 7 == 3:
+            assert isinstance(outcome, DataError) and str(item) in str(outcome)
+        else:
+            assert outcome == 2.0 * item
+
+
+def test_batches_are_consecutive_inputs_and_in_order_sees_every_item_in_order():
+    batches, ordered = [], []
+
+    def network(images):
+        batches.append([int(v) for v in images[:, 0, 0, 0]])
+        return _network(images)
+
+    stages = Stages(_prepare, network, _finish, in_order=lambda item, disp: ordered.append(item))
+    run_pipeline(range(12), stages, lambda item, out: None, batch_size=4)
+    assert batches == [[0, 1, 2], [4, 5, 6, 7], [8, 9, 11]]  # 3 and 10 unreadable: dropped from their batch
+    assert ordered == [i for i in range(12) if i % 7 != 3]
+
+
+def test_memory_is_bounded_on_an_endless_input():
+    pulled, done, most = 0, 0, 0
+
+    def endless():
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield pulled
+
+    def on_done(item, outcome):
+        nonlocal done, most
+        done += 1
+        most = max(most, pulled - done)
+        if done == 300:
+            raise StopIteration("enough")
+
+    with pytest.raises(StopIteration):
+        run_pipeline(endless(), Stages(lambda i: Prepared(torch.zeros(3, 2, 2), (2, 2)), _network, _finish),
+                     on_done, batch_size=4, ahead=10)
+    assert most <= 10 + 4 + 10 + 2  # queued + one batch + finishing + in hand
+
+
+@pytest.mark.parametrize("where", ["items", "network", "finish"])
+def test_an_error_stops_the_pipeline_and_its_threads(where):
+    before = threading.active_count()
+
+    def items():
+        yield from range(5)
+        if where == "items":
+            raise OSError("the decoder broke")
+        yield from range(5, 20)
+
+    def network(images):
+        if where == "network" and images[0, 0, 0, 0] >= 8:
+            raise RuntimeError("out of memory")
+        return _network(images)
+
+    def finish(item, ready, disp):
+        if where == "finish" and item == 9:
+            raise DataError("cannot write item 9: no space left on device")
+        return item
+
+    seen = []
+    with pytest.raises((OSError, RuntimeError, DataError)):
+        run_pipeline(items(), Stages(lambda i: Prepared(torch.full((3, 2, 2), float(i)), (2, 2)), network, finish),
+                     lambda item, out: seen.append(item), batch_size=2)
+    assert seen == list(range(len(seen)))  # what was reported before the error, in order
+    assert threading.active_count() == before
