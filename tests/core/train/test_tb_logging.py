@@ -39,3 +39,29 @@ def test_colour_mapped_uint8_images_are_written_as_they_are():
     pixels, header = _decoded(image_summary("disp_0/0", colours))
     np.testing.assert_array_equal(pixels, colours)
     assert header == (16, 40, 3)
+
+
+@pytest.mark.parametrize("size", [0, 1, 8, 1000, 65537])
+def test_event_checksums_are_tensorboards(size):
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboards
+
+    from md2.core.train.tb_logging import masked_crc32c
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    assert masked_crc32c(data) == tensorboards(data)
+
+
+def test_event_files_with_fast_checksums_read_back(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from md2.core.train.tb_logging import fast_event_checksums
+
+    assert fast_event_checksums()
+    with SummaryWriter(str(tmp_path)) as writer:
+        writer.add_scalar("loss", 0.25, 3)
+        writer.file_writer.add_summary(image_summary("color_0_0/0", np.full((8, 16, 3), 7, np.uint8)), 3)
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(3, 0.25)]
+    assert events.Images("color_0_0/0")[0].width == 16
