@@ -20,6 +20,7 @@ from rich.console import Console
 from md2.core.checkpoint import load_module, load_state_dict_file, save_weights_folder
 from md2.core.losses import SSIM
 from md2.core.train import distributed, state
+from md2.core.train.adam import adam
 from md2.core.train.config import TrainConfig, save_yaml, to_dict
 from md2.core.train.data import VAL_WORKERS, SkipBadSamples, ValidationBatches, augments_on_device, batches
 from md2.core.train.data import build_dataset, make_loader
@@ -106,8 +107,8 @@ class Trainer:
         if run.channels_last:
             self.models.to(memory_format=torch.channels_last)
         # Adam over every parameter as the reference (the frozen classifiers never get a gradient, so Adam
-        # skips them). foreach: the same update as one kernel per operation over all tensors (5x faster on CPU).
-        self.optimizer = torch.optim.Adam(self.models.parameters(), config.optim.learning_rate, foreach=True)
+        # skips them); foreach, and without importing torch's compiler unless --compile (md2.core.train.adam).
+        self.optimizer = adam(self.models.parameters(), config.optim.learning_rate, eager=not run.compile)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.optim.scheduler_step_size, 0.1)
         self.scaler = torch.amp.GradScaler(device.type, enabled=run.amp and amp_dtype(device) == torch.float16)
         pin = device.type == "cuda"
