@@ -13,19 +13,22 @@ as each does by default (one log with validation at the epoch's first step, the 
   the reference's documented behaviour (its docstring says how it follows the reference and where it may
   differ); it gets the default glibc malloc settings, not the ones md2 sets for itself;
 * ``md2_amp``: md2 with ``--amp`` (bf16 autocast), reported with the path it ran: bf16 native where the CPU
-  computes it (``md2.core.inference.fast_bf16``: AVX-512 BF16 / AMX), else emulated.
+  computes it (``md2.core.inference.fast_bf16``: AVX-512 BF16 / AMX), else emulated (far slower: leave it out
+  with ``--cases md2,reference``); ``md2_amp_channels_last``: ``--amp --channels-last``.
 
 Before timing, the same batch and weights go through md2's step and the reference-equivalent's: their
 first-step losses (and an unaugmented sample of each dataset) are compared, so the stand-in is known to
 compute the same thing. After timing, each case's final weights are scored with md2's fp32 loss on one fixed
 validation batch, so the loss difference of --amp after the epoch is shown. Prints JSON: per case the times,
-median and spread, the ratio reference / md2, and the machine (CPU, cores, bf16 native, torch).
+median and spread, the CPU seconds and the 1-minute load average before each run (the machine may be shared:
+a busy neighbour slows two-thread steps several times over), the ratio reference / md2, and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,8 @@ HEIGHT, WIDTH, BATCH = 192, 640, 4
 REFERENCE = {"md2_seconds": 41.3, "reference_seconds": 51.3}
 """The issue's figures (the filer's machine, another day): md2 x1.24 the reference."""
 TARGET = {"ratio": 1.5}
+FLAGS = {"md2": [], "md2_amp": ["--amp"], "md2_amp_channels_last": ["--amp", "--channels-last"]}
+"""md2's cases: their flags beside the common options."""
 
 
 def make_data(root: Path) -> Path:
@@ -70,27 +75,43 @@ def command(case: str, data: Path, logs: Path, name: str) -> list[str]:
     return [sys.executable, "-m", "md2", "train", "--modality", "mono", "--data-path", str(data), "--splits-dir",
             str(data / "splits"), "--split", SPLIT, "--height", str(HEIGHT), "--width", str(WIDTH),
             "--batch-size", str(BATCH), "--num-workers", "0", "--weights-init", "scratch", "--num-epochs", "1",
-            "--log-dir", str(logs), "--model-name", name, "--quiet", *(["--amp"] if case == "md2_amp" else [])]
+            "--log-dir", str(logs), "--model-name", name, "--quiet", *FLAGS[case]]
 
 
-def run_once(case: str, data: Path, logs: Path, name: str) -> float:
-    """Seconds of one whole process of ``case`` (it must succeed)."""
+def run_once(case: str, data: Path, logs: Path, name: str) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, load average before) of one whole process of ``case`` (it must succeed)."""
     env = dict(os.environ)
     if case == "reference":  # md2's malloc settings (inherited from benchmarks.common) are not the reference's
         for variable in ENVIRONMENT:
             env.pop(variable, None)
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command(case, data, logs, name), cwd=REPO, env=env, capture_output=True, text=True,
                           check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{case} failed:\n{done.stderr[-3000:]}")
-    return seconds
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu, load
 
 
-def summary(times: list[float]) -> dict:
+def summary(runs: list[tuple[float, float, float]]) -> dict:
+    times = [run[0] for run in runs]
     return {"seconds": [round(t, 2) for t in times], "median_s": round(statistics.median(times), 2),
-            "spread_s": round(max(times) - min(times), 2)}
+            "spread_s": round(max(times) - min(times), 2), "cpu_seconds": [round(run[1], 1) for run in runs],
+            "load_before": [round(run[2], 2) for run in runs]}
+
+
+def _bf16_flags() -> list[str]:
+    """The CPU's bf16 features named in /proc/cpuinfo (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in ("avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--data", type=Path, help="a dataset made earlier by this benchmark (make_data)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds (each runs every case once)")
-    parser.add_argument("--cases", default="md2,reference,md2_amp")
+    parser.add_argument("--cases", default="md2,reference,md2_amp,md2_amp_channels_last",
+                        help="comma-separated subset of md2, reference, " + ", ".join(list(FLAGS)[1:]))
     parser.add_argument("--no-check", action="store_true", help="skip the same-math check before timing")
     args = parser.parse_args(argv)
     from benchmarks.train_epoch_check import final_losses, same_math
@@ -109,24 +131,27 @@ def main(argv: list[str] | None = None) -> dict:
         data = args.data or make_data(Path(temporary) / "data")
         logs = Path(temporary) / "logs"
         check = None if args.no_check else same_math(data, SPLIT, HEIGHT, WIDTH, BATCH)
-        times: dict[str, list[float]] = {case: [] for case in cases}
+        times: dict[str, list[tuple[float, float, float]]] = {case: [] for case in cases}
         for round_ in range(args.repeats):
             for case in cases:
                 times[case].append(run_once(case, data, logs, f"{case}_{round_}"))
-                print(f"{case} round {round_}: {times[case][-1]:.1f} s", file=sys.stderr)
+                print(f"{case} round {round_}: {times[case][-1][0]:.1f} s", file=sys.stderr)
         runs = {case: logs / f"{case}_{args.repeats - 1}" for case in cases}
         losses = final_losses(data, SPLIT, HEIGHT, WIDTH, BATCH, runs)
-    results = {"machine": {**machine(), "started": started}, "size": f"{WIDTH}x{HEIGHT}", "batch_size": BATCH,
+    results = {"machine": {**machine(), "cpu_flags": _bf16_flags(), "started": started},
+               "size": f"{WIDTH}x{HEIGHT}", "batch_size": BATCH,
                "train_samples": TRAIN_SAMPLES, "val_samples": VAL_SAMPLES, "num_workers": 0,
                "cases": {case: summary(values) for case, values in times.items()}}
     medians = {case: results["cases"][case]["median_s"] for case in cases}
     if "md2" in medians and "reference" in medians:
         results["ratio_reference_over_md2"] = round(medians["reference"] / medians["md2"], 3)
-    if "md2_amp" in medians:
+    amp_cases = [case for case in cases if case.startswith("md2_amp")]
+    if amp_cases:
         native = fast_bf16(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         results["amp_path"] = "bf16 native" if native else "bf16 emulated"
-        if "md2" in medians:
-            results["ratio_md2_over_md2_amp"] = round(medians["md2"] / medians["md2_amp"], 3)
+    for case in amp_cases if "md2" in medians else ():
+        results[f"ratio_md2_over_{case}"] = round(medians["md2"] / medians[case], 3)
+        results[f"loss_after_epoch_{case}_minus_md2"] = round(losses[case] - losses["md2"], 6)
     results.update(same_math=check, loss_after_epoch=losses, reference=REFERENCE, target=TARGET)
     return emit(results, args.json)
 
