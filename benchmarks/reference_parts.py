@@ -7,13 +7,15 @@ of every scale before ``ToTensor``; torchvision's ResNet as the encoder; the geo
 plain tensor formulas for autograd (SSIM from 3x3 average pooling with reflection padding). None of md2's
 optimisations are used here: no hand-written SSIM backward, no identity reprojection shared between scales, no
 whole-batch loading. Reused from md2 because they are the same plain code as the reference's: the depth and
-pose decoders (:mod:`md2.core.networks`) and, for the lidar ground truth, md2's ``generate_depth_map`` and
-nearest-neighbour resize (faster than the reference's, so this stand-in is, if anything, quicker there).
+pose decoders (:mod:`md2.core.networks`), md2's calibration-file parser, and for resizing the lidar map md2's
+nearest-neighbour resize (the reference's skimage ``resize(order=0)`` interpolates even at the same size: this
+stand-in is quicker there). The lidar projection is the reference's plain one (:func:`generate_depth_map`).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +27,43 @@ from torch import nn
 from torchvision import models, transforms
 
 from md2.data.augment import nearest_resize
-from md2.data.calib import generate_depth_map
+from md2.data.calib import read_calib_file
 
 KITTI_K = np.array([[0.58, 0, 0.5, 0], [0, 1.92, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float32)
 FULL_RES_SHAPE = (1242, 375)
 SIDE_MAP = {"2": 2, "3": 3, "l": 2, "r": 3}
 JITTER = {"brightness": (0.8, 1.2), "contrast": (0.8, 1.2), "saturation": (0.8, 1.2), "hue": (-0.1, 0.1)}
 _ADJUST = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+
+
+def generate_depth_map(calib_dir: Path, velo_path: Path, cam: int) -> np.ndarray:
+    """Lidar scan -> (H, W) depth in camera ``cam``, as the reference computes it: the calibration read for each
+    scan, points behind the lidar dropped, pixels round(u) - 1, round(v) - 1, and where several points land on
+    one pixel the smallest depth, found for each such pixel by a search over all the points."""
+    cam2cam = read_calib_file(calib_dir / "calib_cam_to_cam.txt")
+    velo2cam = read_calib_file(calib_dir / "calib_velo_to_cam.txt")
+    velo2cam = np.vstack((np.hstack((velo2cam["R"].reshape(3, 3), velo2cam["T"][..., None])), [0, 0, 0, 1.0]))
+    height, width = cam2cam["S_rect_02"][::-1].astype(np.int32)
+    rect = np.eye(4)
+    rect[:3, :3] = cam2cam["R_rect_00"].reshape(3, 3)
+    P_velo2im = cam2cam[f"P_rect_0{cam}"].reshape(3, 4) @ rect @ velo2cam
+    velo = np.fromfile(velo_path, dtype=np.float32).reshape(-1, 4)
+    velo[:, 3] = 1.0
+    velo = velo[velo[:, 0] >= 0, :]
+    points = np.dot(P_velo2im, velo.T).T
+    points[:, :2] = points[:, :2] / points[:, 2][..., None]
+    points[:, 0] = np.round(points[:, 0]) - 1
+    points[:, 1] = np.round(points[:, 1]) - 1
+    inside = (points[:, 0] >= 0) & (points[:, 1] >= 0) & (points[:, 0] < width) & (points[:, 1] < height)
+    points = points[inside, :]
+    depth = np.zeros((height, width))
+    depth[points[:, 1].astype(int), points[:, 0].astype(int)] = points[:, 2]
+    flat = points[:, 1].astype(int) * width + points[:, 0].astype(int)
+    for pixel in [index for index, count in Counter(flat).items() if count > 1]:
+        same = np.where(flat == pixel)[0]
+        depth[int(points[same[0], 1]), int(points[same[0], 0])] = points[same, 2].min()
+    depth[depth < 0] = 0
+    return depth
 
 
 def pil_loader(path: Path) -> Image.Image:

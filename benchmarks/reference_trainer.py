@@ -25,8 +25,10 @@ ResNet pose encoder on frame pairs, as ``python train.py --model_name M`` with t
 
 Where it may differ from the reference: it runs on today's PyTorch (torch.utils.tensorboard instead of
 tensorboardX, grid_sample with align_corners=True stated as the reference's 0.4 behaved, the new ColorJitter
-API applied in the old random order), and the lidar projection is md2's (faster). Its numbers: with the same
-weights and batch, its first-step losses equal md2's to float rounding (``benchmarks.train_epoch`` checks).
+API applied in the old random order), and the lidar map is resized with md2's nearest-neighbour resize instead
+of skimage's (quicker; see :mod:`benchmarks.reference_parts` for every part reused from md2). Its numbers: with
+the same weights and batch, its first-step losses equal md2's to float rounding (``benchmarks.train_epoch``
+checks).
 """
 
 from __future__ import annotations
