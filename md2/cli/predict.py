@@ -88,7 +88,7 @@ def command(
         console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
     batch_size = batch_size or default_batch_size(predictor)
     if verbose:
-        console.print(f"{len(images)} images, {len(videos)} videos; model {escape(label)} from "
+        console.print(f"{_count(images, videos)}; model {escape(label)} from "
                       f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
                       f"{predictor.precision}; batch size {batch_size}")
     failed = []
@@ -106,11 +106,17 @@ def command(
     for reason in failed:
         err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
     where = output_dir if output_dir is not None else "the inputs' folders"
-    counts = [f"{len(group)} {noun}" for group, noun in ((images, "images"), (videos, "videos")) if group]
-    console.print(f"{len(paths) - len(failed)} of {len(paths)} inputs ({', '.join(counts)}) with {label} on "
-                  f"{predictor.device}; outputs in {where}", highlight=False)
+    console.print(f"{len(paths) - len(failed)} of {_count(images, videos)} with {label} on {predictor.device}; "
+                  f"outputs in {where}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _count(images: list, videos: list) -> str:
+    """"3 images", "1 video", "3 images and 1 video"."""
+    parts = [f"{len(group)} {noun}{'s' if len(group) != 1 else ''}" for group, noun in ((images, "image"),
+                                                                                      (videos, "video")) if group]
+    return " and ".join(parts)
 
 
 def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool) -> list[str]:
