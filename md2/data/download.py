@@ -213,18 +213,27 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, 
 """What a damaged zip raises: bad headers, bad deflate streams, truncation, encryption, unknown compression."""
 
 
-def verify_zip(path: Path | str) -> int:
+def verify_zip(path: Path | str, progress: ProgressCallback | None = None) -> int:
     """Read every member and check its CRC; returns the number of members. A corrupt, truncated or
-    unreadable archive raises DownloadError naming it (and the member)."""
+    unreadable archive raises DownloadError naming it (and the member). ``progress`` gets (uncompressed bytes
+    read, their total) after every chunk."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            count = len(archive.infolist())
+            members = archive.infolist()
+            total, done = sum(info.file_size for info in members), 0
+            for info in members:
+                with archive.open(info) as stream:  # zipfile checks the CRC when the last byte is read
+                    try:
+                        while chunk := stream.read(CHUNK):
+                            done += len(chunk)
+                            if progress is not None:
+                                progress(done, total)
+                    except zipfile.BadZipFile:
+                        raise DownloadError(f"{path}: member {info.filename} is corrupt (CRC mismatch); delete it "
+                                            "and download it again") from None
     except _ZIP_ERRORS as error:
         raise DownloadError(f"{path} is not a valid zip archive ({error}); delete it and download it again") from None
-    if bad is not None:
-        raise DownloadError(f"{path}: member {bad} is corrupt (CRC mismatch); delete it and download it again")
-    return count
+    return len(members)
 
 
 def _member_path(info: zipfile.ZipInfo, zip_path: Path) -> tuple[str, ...]:
@@ -282,18 +291,41 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
         raise
 
 
-def safe_extract(zip_path: Path | str, dest: Path | str) -> list[Path]:
+MemberMap = Callable[[tuple[str, ...]], "tuple[str, ...] | None"]
+"""A member's path components -> where it goes below the target folder, or None to leave it in the archive."""
+
+
+def _mapped(members, select: MemberMap | None, zip_path: Path) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """The members to write and their target components (checked again: a map must not leave the folder)."""
+    if select is None:
+        return members
+    chosen = []
+    for info, parts in members:
+        target = select(parts)
+        if target is None:
+            continue
+        if not target or any(part in ("", ".", "..") or "/" in part or "\\" in part for part in target):
+            raise DownloadError(f"{zip_path}: member {info.filename!r} maps to an unsafe path {target!r}")
+        chosen.append((info, tuple(target)))
+    return chosen
+
+
+def safe_extract(zip_path: Path | str, dest: Path | str, *, select: MemberMap | None = None,
+                 progress: ProgressCallback | None = None) -> list[Path]:
     """Extract a zip into ``dest``; returns the files written.
 
     Every member is checked before anything is written: absolute paths, drive letters, ``..`` components and
     symbolic links are refused (DownloadError naming the member). Each file is written under a hidden
     temporary name in its final folder and renamed when complete, so an interrupted extraction never leaves a
     file that looks complete (and the rename never crosses file systems, even when ``dest`` is a mount point).
+    ``select`` places (or leaves out) each member by its path components, e.g. to drop a leading folder;
+    ``progress`` gets (bytes written, bytes to write) after every file.
     """
     zip_path, dest = Path(zip_path), Path(dest)
     written = []
     with _open_zip(zip_path) as archive:
-        members = _check_members(archive, zip_path)
+        members = _mapped(_check_members(archive, zip_path), select, zip_path)
+        total, done = sum(info.file_size for info, _ in members if not info.is_dir()), 0
         dest.mkdir(parents=True, exist_ok=True)
         for info, parts in members:
             target = dest.joinpath(*parts)
@@ -302,4 +334,7 @@ def safe_extract(zip_path: Path | str, dest: Path | str) -> list[Path]:
                 continue
             _extract_member(archive, info, target, zip_path)
             written.append(target)
+            done += info.file_size
+            if progress is not None:
+                progress(done, total)
     return written
