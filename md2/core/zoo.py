@@ -31,6 +31,12 @@ class ModelInfo:
     num_layers: int = 18
     split: str = "eigen_zhou"
 
+    @property
+    def has_pose_network(self) -> bool:
+        """Stereo-only models were trained on stereo pairs alone (frame ids 0), for which the reference builds no
+        pose network; the mono and mono+stereo ones were trained with one."""
+        return self.modality != "stereo"
+
     def mirror_url(self, base_url: str) -> str:
         """The same zip under another base URL (a mirror, or a test server)."""
         return f"{base_url.rstrip('/')}/{self.url.rsplit('/', 1)[1]}"

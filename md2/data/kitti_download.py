@@ -85,7 +85,7 @@ def archives_for(splits: list[str] | None, splits_dir: Path | str | None = None,
     if splits and splits_dir is None:
         fetch_official([name for name in splits if name != ARCHIVE_LIST], splits_url)  # official ones, once
     needs = split_needs(list(splits), splits_dir) if splits else None
-    raw_archives = _raw_archives(needs, splits_dir, splits_url)
+    raw_archives = _raw_archives(needs, splits_dir, splits_url) if raw or depth_annotations else []
     drives = [archive.name for archive in raw_archives if not archive.is_calibration]
     archives: list[KittiArchive] = list(raw_archives) if raw else []
     benchmark_gt = [name for name in splits or () if name in BENCHMARK_GT_SPLITS]
