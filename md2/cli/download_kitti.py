@@ -177,7 +177,7 @@ class _RichReporter(kd.Reporter):
     def _stage(self, archive, verb: str):
         """The archive's bar restarts for the CRC check or the extraction, in bytes."""
         task = self.tasks[archive]
-        self.bar.update(task, description=f"{verb} {archive.filename}", completed=0, total=None)
+        self.bar.reset(task, total=None, description=f"{verb} {archive.filename}")  # also its speed samples
         return lambda done, total: self.bar.update(task, completed=done, total=total)
 
     def note(self, archive, message: str) -> None:

@@ -22,6 +22,7 @@ from md2.data.kitti_download import (MARKERS, ODOMETRY_PARTS, Archive, DepthAnno
                                      OdometryArchive, Reporter, download_kitti)
 from md2.data.splits import read_split_file
 from md2.errors import DownloadError
+from tests.cli.test_app import run_md2
 from tests.data.test_kitti_download import gets, same_tree
 from tests.httpserver import LocalServer
 from tests.kitti_mirror import UNKNOWN_DRIVE, kitti_mirror, zip_members
@@ -220,3 +221,34 @@ def test_the_test_mirror_has_the_real_inner_paths(mirror):
     assert zip_names(mirror[POSES]) == ["dataset/poses/09.txt", "dataset/poses/10.txt"]
     assert "depth_selection/test_depth_prediction_anonymous/image/0000000000.png" in zip_names(
         mirror["/data_depth_selection.zip"])
+
+
+def test_cli_dry_run_lists_every_archive_with_its_size_and_what_it_unpacks(mirror, splits, tmp_path):
+    files = {path if path.startswith("/raw_data") else f"/bench{path}": data for path, data in mirror.items()}
+    with LocalServer(files) as server:
+        result = run_md2("download-kitti", "--output", str(tmp_path / "k"), "--split", "synth", "--splits-dir",
+                         str(splits), "--base-url", server.url("/raw_data"), "--archives-url", server.url("/bench"),
+                         "--depth-annotations", "--odometry", "--dry-run")
+        assert {request.method for request in server.requests} == {"HEAD"}
+    assert result.returncode == 0, result.stderr
+    *rows, summary = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    paths = ["/raw_data/2011_09_26_calib.zip", *(f"/raw_data/{d}/{d}_sync.zip" for d in DRIVES), f"/bench{ANNOTATED}",
+             f"/bench{COLOR}", "/bench/data_odometry_calib.zip", f"/bench{POSES}"]
+    assert [row[:2] for row in rows] == [[server.url(path), f"{len(files[path]) / 1e9:.2f} GB"] for path in paths]
+    assert rows[3][2] == "depth maps of 2 drives -> DATE/DRIVE_sync/proj_depth/"
+    assert rows[4][2] == "odometry -> sequences/" and rows[6][2] == "odometry -> poses/"
+    assert summary[0].startswith("7 archives to download (0 already done)")
+    assert not (tmp_path / "k").exists()
+
+
+def test_cli_gets_raw_maps_and_odometry_then_converts_only_the_camera_images(synth_raw, mirror, splits, tmp_path):
+    out = tmp_path / "k"
+    with LocalServer(mirror) as server:
+        result = run_md2("download-kitti", "--output", str(out), "--split", "synth", "--splits-dir", str(splits),
+                         "--base-url", server.url("/raw_data"), "--depth-annotations", "--odometry", "--convert-jpeg")
+    assert result.returncode == 0, result.stderr
+    assert "7 archives downloaded and unpacked" in result.stderr and "images converted to JPEG" in result.stderr
+    assert list((out / "sequences" / "09" / "image_2").glob("*.jpg")) and not list(out.rglob("image_[23]/*.png"))
+    assert not list(out.rglob("image_0[23]/data/*.png"))
+    maps = sorted(path.relative_to(out) for path in out.rglob("proj_depth/groundtruth/image_0[23]/*.png"))
+    assert maps and maps == sorted(path.relative_to(synth_raw) for path in synth_raw.rglob("proj_depth/*/*/*.png"))
