@@ -92,7 +92,8 @@ def fetch_model(name: str, *, cache_dir: Path | str | None = None, base_url: str
     zip may hold the files at its root or inside one folder. ``retries``: attempts after a failed one (see
     :func:`md2.data.download.download_file`). Unknown names raise UsageError.
     """
-    from md2.data.download import download_file, safe_extract, verify_zip
+    from md2.data.download import download_file
+    from md2.data.unzip import safe_extract, verify_zip
 
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")

@@ -19,7 +19,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from md2.data.download import ProgressCallback, check_members, download_file, safe_extract, verify_zip
+from md2.data.download import ProgressCallback, download_file
+from md2.data.unzip import check_members, safe_extract, verify_zip
 from md2.data.kitti_archives import (KITTI_RAW_URL, KITTI_URL, MARKERS, ODOMETRY_PARTS, OFFICIAL, Archive,
                                      DepthAnnotations, DepthSelection, KittiArchive, Mirror, OdometryArchive)
 from md2.data.splits import calibration_dates, fetch_official, split_needs
@@ -154,26 +155,43 @@ def check_free_space(output: Path, needed: int) -> None:
 
 
 def fetch_archive(archive: KittiArchive, output: Path, mirror: Mirror = OFFICIAL, *, keep_zip: bool = False,
-                  progress: ProgressCallback | None = None, reporter: Reporter | None = None) -> None:
-    """Download (or reuse a complete zip), verify, extract and mark one archive."""
+                  progress: ProgressCallback | None = None, reporter: Reporter | None = None,
+                  stop: threading.Event | None = None) -> None:
+    """Download (or reuse a complete zip), verify, extract and mark one archive. ``progress`` gets the download's
+    bytes; once ``stop`` is set, the next chunk read or file written raises (a kept zip or .part resumes later)."""
     reporter = reporter or Reporter()
     zip_path, url = output / archive.filename, archive.url(mirror)
     reused = zip_path.is_file()  # downloaded by an earlier run that stopped before the extraction finished
     if not reused:
-        _download(url, zip_path, progress)
+        _download(url, zip_path, _guarded(progress, stop))
     try:
-        _verify(zip_path, reporter.checking(archive))
+        _verify(zip_path, _guarded(reporter.checking(archive), stop))
     except DownloadError:
         if not reused:
             raise
-        _download(url, zip_path, progress)  # the earlier zip was damaged (and is deleted): once more
-        _verify(zip_path, reporter.checking(archive))
-    written = safe_extract(zip_path, output, select=archive.target, progress=reporter.unpacking(archive))
+        _download(url, zip_path, _guarded(progress, stop))  # the earlier zip was damaged (and is deleted): again
+        _verify(zip_path, _guarded(reporter.checking(archive), stop))
+    written = safe_extract(zip_path, output, select=archive.target,
+                           progress=_guarded(reporter.unpacking(archive), stop))
     note = archive.mark(output, url, written)
     if note:
         reporter.note(archive, note)
     if not keep_zip:
         zip_path.unlink()
+
+
+def _guarded(callback: ProgressCallback | None, stop: threading.Event | None) -> ProgressCallback | None:
+    """``callback``, raising _Cancelled first once ``stop`` is set."""
+    if stop is None:
+        return callback
+
+    def guarded(done: int, total: int | None) -> None:
+        if stop.is_set():
+            raise _Cancelled
+        if callback is not None:
+            callback(done, total)
+
+    return guarded
 
 
 def _download(url: str, zip_path: Path, progress: ProgressCallback | None) -> None:
@@ -192,7 +210,8 @@ def _verify(zip_path: Path, progress: ProgressCallback | None = None) -> None:
 
 
 class _Cancelled(Exception):
-    """Raised inside a worker's progress callback to stop its download (its .part stays for a resume)."""
+    """Raised inside a worker's progress callback to stop its download, check or extraction (its .part or zip
+    stays for a resume)."""
 
 
 def download_kitti(output: Path | str, splits: list[str] | None = None, *, splits_dir: Path | str | None = None,
@@ -204,7 +223,8 @@ def download_kitti(output: Path | str, splits: list[str] | None = None, *, split
     this time. ``base_url`` / ``archives_url``: mirrors (see :meth:`Mirror.of`).
 
     A failed archive does not stop the others; the failures are raised together at the end, so a rerun
-    resumes exactly what is missing. Ctrl-C stops the downloads within a chunk, keeping the partial files.
+    resumes exactly what is missing. Ctrl-C stops the downloads within a chunk (and checks and extractions
+    within a chunk or a file), keeping the partial files.
     """
     output, reporter = Path(output).expanduser(), reporter or Reporter()
     mirror = Mirror.of(base_url, archives_url)
@@ -216,16 +236,9 @@ def download_kitti(output: Path | str, splits: list[str] | None = None, *, split
     stop, errors = threading.Event(), []
 
     def work(archive: KittiArchive, size: int | None) -> None:
-        report = reporter.started(archive, size)
-
-        def progress(done: int, total: int | None) -> None:
-            if stop.is_set():
-                raise _Cancelled
-            if report is not None:
-                report(done, total)
-
         try:
-            fetch_archive(archive, output, mirror, keep_zip=keep_zips, progress=progress, reporter=reporter)
+            fetch_archive(archive, output, mirror, keep_zip=keep_zips, progress=reporter.started(archive, size),
+                          reporter=reporter, stop=stop)
         except MD2Error as error:
             errors.append(f"{archive.filename}: {error}")
             reporter.failed(archive, str(error))

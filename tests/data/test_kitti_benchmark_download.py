@@ -252,3 +252,21 @@ def test_cli_gets_raw_maps_and_odometry_then_converts_only_the_camera_images(syn
     assert not list(out.rglob("image_0[23]/data/*.png"))
     maps = sorted(path.relative_to(out) for path in out.rglob("proj_depth/groundtruth/image_0[23]/*.png"))
     assert maps and maps == sorted(path.relative_to(synth_raw) for path in synth_raw.rglob("proj_depth/*/*/*.png"))
+
+
+def test_a_stop_during_the_check_keeps_the_zip_for_the_next_run(tmp_path, mirror):
+    import threading
+
+    from md2.data.kitti_download import fetch_archive
+
+    out = tmp_path / "kitti"
+    out.mkdir()
+    (out / "data_odometry_color.zip").write_bytes(mirror[COLOR])  # downloaded by a run that was stopped
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Exception) as raised:
+        fetch_archive(OdometryArchive("color"), out, stop=stop)
+    assert type(raised.value).__name__ == "_Cancelled"
+    assert (out / "data_odometry_color.zip").is_file() and not (out / "sequences").exists()
+    fetch_archive(OdometryArchive("color"), out)  # no server: the kept zip is checked and unpacked
+    assert (out / "sequences" / "09" / "image_2").is_dir() and not (out / "data_odometry_color.zip").exists()
