@@ -270,3 +270,23 @@ def test_a_stop_during_the_check_keeps_the_zip_for_the_next_run(tmp_path, mirror
     assert (out / "data_odometry_color.zip").is_file() and not (out / "sequences").exists()
     fetch_archive(OdometryArchive("color"), out)  # no server: the kept zip is checked and unpacked
     assert (out / "sequences" / "09" / "image_2").is_dir() and not (out / "data_odometry_color.zip").exists()
+
+
+def test_the_disk_space_check_counts_the_new_archives_before_any_download(tmp_path, mirror, splits, monkeypatch):
+    from collections import namedtuple
+
+    from md2.data import kitti_download
+    from md2.errors import DataError
+
+    sizes = [len(mirror[path]) for path in (ANNOTATED, COLOR, "/data_odometry_calib.zip", POSES)]
+    needed = sum(sizes) + sum(sorted(sizes, reverse=True)[:4])  # contents + the zips in flight (4 jobs)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(kitti_download.shutil, "disk_usage", lambda path: usage(0, 0, needed - 1))
+    with LocalServer(mirror) as server, pytest.raises(DataError, match="GB free but the download needs"):
+        download_kitti(tmp_path / "k", ["synth", "odom"], splits_dir=splits, base_url=server.url("/raw_data"),
+                       raw=False, depth_annotations=True)
+    assert gets(server) == []
+    monkeypatch.setattr(kitti_download.shutil, "disk_usage", lambda path: usage(0, 0, needed))
+    with LocalServer(mirror) as server:
+        assert len(download_kitti(tmp_path / "k", ["synth", "odom"], splits_dir=splits,
+                                  base_url=server.url("/raw_data"), raw=False, depth_annotations=True)) == 4
