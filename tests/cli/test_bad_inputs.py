@@ -149,6 +149,13 @@ BAD_INPUTS = [
         _split(t, "mine", "train", [f"{DRIVE} three l"])], "train_files.txt, line 1"),
     Row("download-kitti/zero-jobs", 2, lambda w, t: ["download-kitti", "--jobs", "0", "--output", "kitti"],
         "--jobs", ("kitti",)),
+    Row("download-kitti/unknown-odometry-part", 2, lambda w, t: [
+        "download-kitti", "--no-raw", "--odometry-parts", "color,gray", "--output", "kitti"], "'gray'", ("kitti",)),
+    Row("download-kitti/no-raw-and-nothing-else", 2, lambda w, t: [
+        "download-kitti", "--no-raw", "--dry-run", "--output", "kitti"], "--no-raw", ("kitti",)),
+    Row("download-kitti/no-raw-with-a-raw-only-split", 2, lambda w, t: [
+        "download-kitti", "--split", "synth", "--splits-dir", w.data / "splits", "--no-raw", "--output", "kitti"],
+        "--no-raw", ("kitti",)),
     # -- convert-jpeg --------------------------------------------------------------------------------------
     Row("convert-jpeg/missing-folder", 1, lambda w, t: ["convert-jpeg", t / "no_such_folder"], "no_such_folder"),
     Row("convert-jpeg/png-that-is-not-an-image", 1, lambda w, t: [
@@ -217,6 +224,8 @@ BAD_INPUTS = [
         w, "--eval-mono", "--load-weights-folder", _corrupt_weights(w, t)), "encoder.pth", _EVAL_OUT),
     Row("evaluate-depth/checkpoint-size-not-multiple-of-32", 1, lambda w, t: _depth(
         w, "--eval-mono", "--load-weights-folder", w.odd_size), "100x190", _EVAL_OUT),
+    Row("evaluate-depth/unknown-model", 2, lambda w, t: _depth(w, "--eval-mono", "--model", "mono_9999x1"),
+        "mono_9999x1", _EVAL_OUT),
     Row("evaluate-depth/unknown-split", 2, lambda w, t: [
         "evaluate-depth", "--eval-mono", "--load-weights-folder", w.resnet18, "--eval-split", "no_such_split"],
         "no_such_split"),
@@ -234,6 +243,11 @@ BAD_INPUTS = [
         "ResNet-50", _EVAL_OUT),
     Row("evaluate-pose/weights-without-pose-network", 1, lambda w, t: _pose(
         w, "--load-weights-folder", w.odd_size, "--height", "64", "--width", "192"), "pose_encoder.pth", _EVAL_OUT),
+    Row("evaluate-pose/model-and-weights-folder", 2, lambda w, t: _pose(
+        w, "--load-weights-folder", w.resnet18, "--model", "mono_odom_640x192"), "--model", _EVAL_OUT),
+    Row("evaluate-pose/unknown-model", 2, lambda w, t: _pose(w, "--model", "mono_9999x1"), "mono_9999x1", _EVAL_OUT),
+    Row("evaluate-pose/stereo-model-without-pose-network", 2, lambda w, t: _pose(w, "--model", "stereo_640x192"),
+        "model stereo_640x192 has no pose network", _EVAL_OUT),
     # -- predict -------------------------------------------------------------------------------------------
     Row("predict/empty-folder", 1, lambda w, t: [
         "predict", _mkdir(t / "frames"), "--weights", w.resnet18, "--output-dir", "out"], "frames", ("out",)),

@@ -145,6 +145,24 @@ def require_pose_files(folder: Path) -> None:
                               f"ResNet pose network (pose_model_type separate_resnet, the default)?")
 
 
+def fetch_pose_model(name: str, progress: bool = True) -> Path:
+    """The weights folder of pretrained model ``name`` (downloaded into md2's cache on first use), refused
+    with one line when it has no pose network: a stereo-only model before any download, any other after it."""
+    from md2.core import zoo
+
+    info = zoo.MODELS.get(name)
+    if info is not None and not info.has_pose_network:
+        with_pose = [other for other, entry in zoo.MODELS.items() if entry.split == "odom"]
+        raise UsageError(f"model {name} has no pose network (trained on stereo pairs only); evaluate-pose needs a "
+                         f"mono or mono+stereo model, such as {' or '.join(with_pose)}")
+    folder = zoo.fetch_model(name, progress=progress)  # an unknown name is a UsageError listing the models
+    missing = [file for file in POSE_FILES if not (folder / file).is_file()]
+    if missing:
+        raise CheckpointError(f"model {name} has no pose network: its folder {folder} holds no "
+                              f"{' or '.join(missing)}")
+    return folder
+
+
 def save_poses(poses: np.ndarray, out_dir: Path) -> Path:
     """Write the predicted relative poses (N, 4, 4) to ``out_dir/poses.npy`` (as the reference)."""
     try:
