@@ -134,6 +134,35 @@ def _corrupt_weights(w: World, tmp: Path) -> Path:
     return folder
 
 
+def _depth_only(w: World, tmp: Path) -> Path:
+    """TMP/depth_only: the ResNet-18 depth model without its pose network."""
+    folder = tmp / "depth_only"
+    folder.mkdir()
+    for name in ("encoder.pth", "depth.pth"):
+        shutil.copy(w.resnet18 / name, folder / name)
+    return folder
+
+
+def _plain_onnx() -> bytes:
+    """A valid ONNX model (one Identity node) that md2 export did not write: no md2 metadata."""
+    import onnx
+
+    tensor = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, 3, 64, 192]) for name in "xy"]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "plain", tensor[:1], tensor[1:])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def _torchscript_bytes() -> bytes:
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(torch.nn.Identity(), torch.ones(1, 3, 64, 192)), buffer)
+    return buffer.getvalue()
+
+
 _DISP_OUT = ("photo_disp.npy", "photo_disp.jpeg", "out")
 _EVAL_OUT = ("out", "results.json")
 
@@ -262,6 +291,43 @@ BAD_INPUTS = [
                                                     "--batch-size", "0"], "--batch-size", _DISP_OUT),
     Row("predict/checkpoint-size-not-multiple-of-32", 1, lambda w, t: [
         "predict", _photo(t), "--weights", w.odd_size], "100x190", _DISP_OUT),
+    Row("predict/truncated-onnx-model", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.onnx", _plain_onnx()[:40])], "model.onnx", _DISP_OUT),
+    Row("predict/truncated-torchscript-model", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.pt", _torchscript_bytes()[:-200])], "corrupt or truncated",
+        _DISP_OUT),
+    Row("predict/onnx-model-not-written-by-md2", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.onnx", _plain_onnx())], "no md2 metadata", _DISP_OUT),
+    Row("predict/a-checkpoint-file-instead-of-its-folder", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18 / "encoder.pth"], "give a weights folder", _DISP_OUT),
+    # -- export --------------------------------------------------------------------------------------------
+    Row("export/model-and-weights", 2, lambda w, t: [
+        "export", "--model", "mono_640x192", "--weights", w.resnet18, "--output", "m.onnx"], "not both", ("m.onnx",)),
+    Row("export/no-model", 2, lambda w, t: ["export", "--output", "m.onnx"], "--model NAME", ("m.onnx",)),
+    Row("export/unknown-model", 2, lambda w, t: ["export", "--model", "mono_9999x1", "--output", "m.onnx"],
+        "mono_9999x1", ("m.onnx",)),
+    Row("export/opset-below-the-range", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.onnx", "--opset", "9"], "opsets 11 to 25", ("m.onnx",)),
+    Row("export/opset-above-the-range", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.onnx", "--opset", "26"], "opsets 11 to 25", ("m.onnx",)),
+    Row("export/opset-for-torchscript", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--opset", "17"], "--opset applies", ("m.pt",)),
+    Row("export/suffix-of-another-format", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--format", "onnx", "--output", "m.pt"], "must end in .onnx", ("m.pt",)),
+    Row("export/unknown-suffix", 2, lambda w, t: ["export", "--weights", w.resnet18, "--output", "m.tflite"],
+        "m.tflite", ("m.tflite",)),
+    Row("export/unknown-precision", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--precision", "int8"], "int8", ("m.pt",)),
+    Row("export/min-depth-above-max-depth", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--min-depth", "80", "--max-depth", "10"],
+        "--min-depth", ("m.pt",)),
+    Row("export/with-pose-but-no-pose-network", 1, lambda w, t: [
+        "export", "--weights", _depth_only(w, t), "--output", "m.pt", "--with-pose"], "pose_encoder.pth",
+        ("m.pt", "m_pose.pt")),
+    Row("export/truncated-checkpoint", 1, lambda w, t: [
+        "export", "--weights", _corrupt_weights(w, t), "--output", "m.pt"], "encoder.pth", ("m.pt",)),
+    Row("export/output-folder-is-a-file", 1, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", _write(t / "taken", "a file") / "m.pt"], "taken"),
     # -- synth ---------------------------------------------------------------------------------------------
     Row("synth/zero-width", 2, lambda w, t: ["synth", "out", "--width", "0"], "--width", ("out",)),
     Row("synth/negative-height", 2, lambda w, t: ["synth", "out", "--height", "-5"], "--height", ("out",)),
