@@ -70,7 +70,7 @@ def command(
     check_export_settings(settings)
     if verbose:
         print_settings(asdict(settings), console)
-    spinner = console.status("export") if console.is_terminal and not quiet else nullcontext()
+    spinner = console.status("loading the model") if console.is_terminal and not quiet else nullcontext()
     with spinner as status:
         def stage(name: str, total: int):
             if status is not None:
@@ -89,12 +89,12 @@ def _report(exported, console, verbose: bool) -> None:
     meta, check = exported.meta, exported.verification
     kind = f"ONNX opset {meta.opset}" if meta.format == "onnx" else "TorchScript"
     batch = "any batch" if meta.batch is None else f"batch {meta.batch}"
-    sizes = ("batch sizes " if len(check.batch_sizes) > 1 else "batch size ") + " and ".join(
-        str(size) for size in check.batch_sizes)
+    sizes = " and ".join(str(size) for size in check.batch_sizes)
+    sizes = f"batch sizes {sizes}" if len(check.batch_sizes) > 1 else f"batch size {sizes}"
+    allowed = f"allowed {short_float(check.tolerance)} in {meta.precision}"
     console.print(f"{meta.network} network -> {escape(str(exported.path))} ({exported.size / 1e6:.1f} MB, {kind}, "
                   f"{meta.precision}, {meta.height}x{meta.width} (height x width), {batch}): {check.runtime} matches "
-                  f"PyTorch within {check.difference:.1e} (allowed {short_float(check.tolerance)} in {meta.precision}; "
-                  f"{sizes})")
+                  f"PyTorch within {check.difference:.1e} ({allowed}; {sizes})")
     if verbose:
         for role, specs in (("input", meta.inputs), ("output", meta.outputs)):
             for spec in specs:

@@ -308,8 +308,6 @@ BAD_INPUTS = [
         "mono_9999x1", ("m.onnx",)),
     Row("export/opset-below-the-range", 2, lambda w, t: [
         "export", "--weights", w.resnet18, "--output", "m.onnx", "--opset", "9"], "opsets 11 to 25", ("m.onnx",)),
-    Row("export/opset-above-the-range", 2, lambda w, t: [
-        "export", "--weights", w.resnet18, "--output", "m.onnx", "--opset", "26"], "opsets 11 to 25", ("m.onnx",)),
     Row("export/opset-for-torchscript", 2, lambda w, t: [
         "export", "--weights", w.resnet18, "--output", "m.pt", "--opset", "17"], "--opset applies", ("m.pt",)),
     Row("export/suffix-of-another-format", 2, lambda w, t: [

@@ -110,7 +110,7 @@ def test_onnx_metadata_reads_back_with_onnx_and_onnxruntime(exported18):
     # The file is in the opset asked for (25), which the torch.export-based exporter alone does not guarantee.
     assert [entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")] == [25]
     assert (props["height"], props["width"], props["use_stereo"]) == ("64", "192", "true")
-    assert (float(props["min_depth"]), float(props["max_depth"]), float(props["stereo_scale_factor"])) == (0.1, 100, 5.4)
+    assert [float(props[key]) for key in ("min_depth", "max_depth", "stereo_scale_factor")] == [0.1, 100, 5.4]
     assert props["model"] == "resnet18" and props["md2_version"] == md2.__version__ and props["batch"] == "dynamic"
     assert props["network"] == "depth" and props["pose_file"] == "depth_pose.onnx" and props["opset"] == "25"
     assert [spec["name"] for spec in json.loads(props["outputs"])] == ["disp", "scaled_disp", "depth"]

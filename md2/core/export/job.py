@@ -115,24 +115,34 @@ def run_export(settings: ExportSettings, progress: Progress | None = None,
     _make_parent(Path(settings.output).expanduser())
     folder, label = _weights_folder(settings, download_progress)
     plans = _plans(settings, kind, opset, folder, label)
-    written = []
+    report = progress or (lambda stage, total: lambda done=1: None)
+    verified = []
     with ExitStack() as stack:
         # Temporary names first: an unwritable folder fails now, not after the export.
         temporaries = [stack.enter_context(atomic_path(plan.path)) for plan in plans]
         for plan, temporary in zip(plans, temporaries):
-            advance = progress(f"export {plan.meta.network}", 1) if progress else None
-            _write(plan, temporary, settings.dynamic_batch)
-            if advance:
-                advance(1)
-            batches = (1, 3) if settings.dynamic_batch else (1,)
-            advance = progress(f"verify {plan.meta.network}", 1) if progress else None
-            verification = verify_export(temporary, plan.reference, plan.meta, batches, shown_path=plan.path)
-            if advance:
-                advance(1)
-            written.append((plan, temporary, verification))
-        sizes = [temporary.stat().st_size for _, temporary, _ in written]
+            verified.append(_export_one(plan, temporary, report))
+        sizes = [temporary.stat().st_size for temporary in temporaries]
     return [ExportedFile(plan.path, plan.meta, size, verification)
-            for (plan, _, verification), size in zip(written, sizes)]
+            for plan, size, verification in zip(plans, sizes, verified)]
+
+
+def _export_one(plan: _Plan, temporary: Path, report: Progress) -> Verification:
+    """Write ``plan``'s file under its temporary name and check it with its runtime (batches 1 and 3 when dynamic)."""
+    done = report(f"export {plan.meta.network}", 1)
+    metadata = plan.meta.to_strings()
+    if plan.meta.format == "onnx":
+        write_onnx(plan.graph, plan.inputs, temporary, input_names=plan.meta.input_names,
+                   output_names=plan.meta.output_names, opset=plan.meta.opset,
+                   dynamic_batch=plan.meta.batch is None, metadata=metadata)
+    else:
+        write_torchscript(plan.graph, plan.inputs, temporary, metadata)
+    done(1)
+    done = report(f"verify {plan.meta.network}", 1)
+    batches = (1, 3) if plan.meta.batch is None else (plan.meta.batch,)
+    verification = verify_export(temporary, plan.reference, plan.meta, batches, shown_path=plan.path)
+    done(1)
+    return verification
 
 
 def _weights_folder(settings: ExportSettings, download_progress: bool) -> tuple[Path, str]:
@@ -159,9 +169,9 @@ def _plans(settings: ExportSettings, kind: str, opset: int | None, folder: Path,
     pose_file = settings.pose_output.name if settings.with_pose else None
     depth_meta = ExportMeta(network="depth", num_layers=model.num_layers, inputs=inputs, outputs=outputs,
                             pose_file=pose_file, **common)
-    depth = _graphs(DepthGraph, (encoder, decoder), dtype, settings.min_depth, settings.max_depth,
-                          settings.disp_only)
-    plans = [_Plan(Path(settings.output).expanduser(), depth[0], depth[1], depth_meta,
+    graph, reference = _graphs(DepthGraph, (encoder, decoder), dtype, settings.min_depth, settings.max_depth,
+                               settings.disp_only)
+    plans = [_Plan(Path(settings.output).expanduser(), graph, reference, depth_meta,
                    probe_images(1, 1, model.height, model.width))]
     if settings.with_pose:
         from md2.core.checkpoint import load_pose_networks
@@ -169,8 +179,8 @@ def _plans(settings: ExportSettings, kind: str, opset: int | None, folder: Path,
         pose_encoder, pose_decoder, pose_layers = load_pose_networks(folder, None, torch.device("cpu"))
         inputs, outputs = pose_specs(model.height, model.width, shape_batch)
         pose_meta = ExportMeta(network="pose", num_layers=pose_layers, inputs=inputs, outputs=outputs, **common)
-        pose = _graphs(PoseGraph, (pose_encoder, pose_decoder), dtype)
-        plans.append(_Plan(settings.pose_output, pose[0], pose[1], pose_meta,
+        graph, reference = _graphs(PoseGraph, (pose_encoder, pose_decoder), dtype)
+        plans.append(_Plan(settings.pose_output, graph, reference, pose_meta,
                            probe_images(2, 1, model.height, model.width)))
     return plans
 
@@ -183,16 +193,6 @@ def _graphs(graph_class, networks: tuple[nn.Module, ...], dtype: torch.dtype, *a
         return reference, reference
     lowered = [copy.deepcopy(network).to(dtype) for network in networks]
     return graph_class(*lowered, *args, dtype=dtype).eval(), reference
-
-
-def _write(plan: _Plan, temporary: Path, dynamic_batch: bool) -> None:
-    metadata = plan.meta.to_strings()
-    if plan.meta.format == "onnx":
-        write_onnx(plan.graph, plan.inputs, temporary, input_names=plan.meta.input_names,
-                   output_names=plan.meta.output_names, opset=plan.meta.opset, dynamic_batch=dynamic_batch,
-                   metadata=metadata)
-    else:
-        write_torchscript(plan.graph, plan.inputs, temporary, metadata)
 
 
 def _make_parent(path: Path) -> None:

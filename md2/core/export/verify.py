@@ -57,18 +57,7 @@ def verify_export(path: Path, reference: nn.Module, meta: ExportMeta, batch_size
     Raises ExportError when the runtime cannot load or run the file, when its metadata or output shapes are not
     what md2 wrote, or when an output differs by more than :data:`TOLERANCES` of ``meta.precision``.
     """
-    from md2.core.exported import open_exported
-
-    shown = str(shown_path or path)
-    try:
-        network = open_exported(path, "cpu")
-    except CheckpointError as error:
-        hint = ""
-        if meta.precision == "bf16" and meta.format == "onnx":
-            hint = "; onnxruntime has no bf16 kernels for these operators: use --format torchscript or --precision fp16"
-        raise ExportError(f"{str(error).replace(str(path), shown)}{hint}; no file was written") from error
-    if network.meta != meta:
-        raise ExportError(f"{shown}: the metadata read back differs from the metadata written")
+    network = _load_back(path, meta, str(shown_path or path))
     tolerance = TOLERANCES[meta.precision]
     worst, where = 0.0, meta.output_names[0]
     for batch in batch_sizes:
@@ -85,8 +74,25 @@ def verify_export(path: Path, reference: nn.Module, meta: ExportMeta, batch_size
                 worst, where = difference, name
     if not worst <= tolerance:
         raise ExportError(f"{network.runtime} gives {meta.network} outputs that differ from PyTorch's by {worst:.2e} "
-                          f"({where}), more than the {short_float(tolerance)} allowed in {meta.precision}: no file was written")
+                          f"({where}), more than the {short_float(tolerance)} allowed in {meta.precision}: no file "
+                          "was written")
     return Verification(network.runtime, worst, where, tolerance, tuple(batch_sizes))
+
+
+def _load_back(path: Path, meta: ExportMeta, shown: str):
+    """The file opened by its runtime on the CPU, its metadata checked; ExportError naming ``shown`` otherwise."""
+    from md2.core.exported import open_exported
+
+    try:
+        network = open_exported(path, "cpu")
+    except CheckpointError as error:
+        hint = ""
+        if meta.precision == "bf16" and meta.format == "onnx":
+            hint = "; onnxruntime has no bf16 kernels for these operators: use --format torchscript or --precision fp16"
+        raise ExportError(f"{str(error).replace(str(path), shown)}{hint}; no file was written") from error
+    if network.meta != meta:
+        raise ExportError(f"{shown}: the metadata read back differs from the metadata written; no file was written")
+    return network
 
 
 def short_float(value: float) -> str:
