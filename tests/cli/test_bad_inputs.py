@@ -322,6 +322,8 @@ BAD_INPUTS = [
     Row("export/with-pose-but-no-pose-network", 1, lambda w, t: [
         "export", "--weights", _depth_only(w, t), "--output", "m.pt", "--with-pose"], "pose_encoder.pth",
         ("m.pt", "m_pose.pt")),
+    Row("export/stereo-model-with-pose", 2, lambda w, t: [  # refused before any download
+        "export", "--model", "stereo_640x192", "--output", "m.pt", "--with-pose"], "no pose network", ("m.pt",)),
     Row("export/truncated-checkpoint", 1, lambda w, t: [
         "export", "--weights", _corrupt_weights(w, t), "--output", "m.pt"], "encoder.pth", ("m.pt",)),
     Row("export/output-folder-is-a-file", 1, lambda w, t: [

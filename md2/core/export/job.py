@@ -75,10 +75,31 @@ class _Plan:
 
 
 def check_export_settings(settings: ExportSettings) -> str:
-    """Usage errors found before any work; returns the format."""
+    """Usage errors found before any work (and before any download); returns the format."""
     if (settings.model is None) == (settings.weights is None):
         raise UsageError("give --model NAME or --weights DIR, not both" if settings.model is not None
                          else "give the model to export: --model NAME (a pretrained model) or --weights DIR")
+    kind = _format(settings)
+    if settings.precision not in DTYPES:
+        raise UsageError(f"--precision must be one of {', '.join(DTYPES)}, got {settings.precision!r}")
+    if kind == "onnx":
+        check_opset(settings.opset or DEFAULT_OPSET)
+    elif settings.opset is not None:
+        raise UsageError("--opset applies to --format onnx only")
+    if settings.with_pose and settings.model is not None:
+        from md2.core.zoo import MODELS
+
+        if settings.model in MODELS and not MODELS[settings.model].has_pose_network:
+            raise UsageError(f"model {settings.model} has no pose network (trained on stereo pairs only): leave out "
+                             "--with-pose, or export a mono or mono+stereo model")
+    if not 0 < settings.min_depth < settings.max_depth:
+        raise UsageError(f"--min-depth and --max-depth must satisfy 0 < min < max, got {settings.min_depth:g} and "
+                         f"{settings.max_depth:g}")
+    return kind
+
+
+def _format(settings: ExportSettings) -> str:
+    """--format, or the one of --output's suffix; the suffix must be the format's (md2 recognises files by it)."""
     output = Path(settings.output)
     suffix = output.suffix.lower()
     kind = settings.format or next((name for name, ends in FORMAT_SUFFIXES.items() if suffix in ends), None)
@@ -88,15 +109,6 @@ def check_export_settings(settings: ExportSettings) -> str:
     if suffix not in FORMAT_SUFFIXES[kind]:
         raise UsageError(f"--output {output}: a {kind} file must end in {' or '.join(FORMAT_SUFFIXES[kind])} (md2 "
                          "predict and md2.load_model recognise it by its suffix)")
-    if settings.precision not in DTYPES:
-        raise UsageError(f"--precision must be one of {', '.join(DTYPES)}, got {settings.precision!r}")
-    if kind == "onnx":
-        check_opset(settings.opset or DEFAULT_OPSET)
-    elif settings.opset is not None:
-        raise UsageError("--opset applies to --format onnx only")
-    if not 0 < settings.min_depth < settings.max_depth:
-        raise UsageError(f"--min-depth and --max-depth must satisfy 0 < min < max, got {settings.min_depth:g} and "
-                         f"{settings.max_depth:g}")
     return kind
 
 
