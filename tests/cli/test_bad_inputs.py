@@ -118,6 +118,17 @@ def _poses_missing_a_value(w: World, tmp: Path) -> Path:
     return root
 
 
+def _clip(tmp: Path, frames: int = 3, name: str = "clip.avi") -> Path:
+    """A small MJPG video of ``frames`` grey frames (0 frames: a valid, empty container)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 32))
+    for index in range(frames):
+        writer.write(np.full((32, 96, 3), 40 * index, np.uint8))
+    writer.release()
+    return tmp / name
+
+
 def _photo(tmp: Path) -> Path:
     from PIL import Image
 
@@ -300,6 +311,20 @@ BAD_INPUTS = [
         "predict", _photo(t), "--weights", _write(t / "model.onnx", _plain_onnx())], "no md2 metadata", _DISP_OUT),
     Row("predict/a-checkpoint-file-instead-of-its-folder", 1, lambda w, t: [
         "predict", _photo(t), "--weights", w.resnet18 / "encoder.pth"], "give a weights folder", _DISP_OUT),
+    Row("predict/file-that-is-not-a-video", 1, lambda w, t: [
+        "predict", _write(t / "clip.mp4", b"\x00\x00\x00\x18ftypmp42 and nothing else"), "--weights", w.resnet18],
+        "clip.mp4", ("clip_disp.mp4",)),
+    Row("predict/video-without-frames", 1, lambda w, t: ["predict", _clip(t, 0), "--weights", w.resnet18],
+        "has no frames", ("clip_disp.mp4",)),
+    Row("predict/video-start-not-a-time", 2, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--start", "soon"], "--start", ("clip_disp.mp4",)),
+    Row("predict/video-end-before-start", 2, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--start", "2f", "--end", "1f"], "--end", ("clip_disp.mp4",)),
+    Row("predict/video-option-for-a-photo", 2, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18, "--every", "2"], "--every", _DISP_OUT),
+    Row("predict/video-output-exists", 1, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--output-dir", _write(t / "out" / "clip_disp.mp4", b"old").parent],
+        "--overwrite"),
     # -- export --------------------------------------------------------------------------------------------
     Row("export/model-and-weights", 2, lambda w, t: [
         "export", "--model", "mono_640x192", "--weights", w.resnet18, "--output", "m.onnx"], "not both", ("m.onnx",)),
