@@ -1,23 +1,17 @@
 """Depth inference speed: images per second of encoder + decoder, and ``md2 predict`` end to end.
 
-    python -m benchmarks.inference [--json out.json] [--repeats 5] [--images 100]
+    python -m benchmarks.inference [--json out.json] [--repeats 5]
 
 Networks are randomly initialised ResNet-18 depth models (the speed does not depend on the weights). For
 640x192 and 1024x320, batch 1 and batch 4, fp32 (the reference's path), auto (md2 predict's default:
 channels_last, and bf16 where native) and bf16 (autocast + channels_last; only where the machine computes bf16
 natively unless --bf16-anyway: emulated bf16 is ~100x slower and tells nothing), the median rate and its share
-of the measured matmul peak. Then ``md2 predict`` (auto) over a folder of ``--images`` KITTI-size JPEGs (decode,
-LANCZOS resize, network, colour map, writing .npy and .jpeg), in process and as the command.
+of the measured matmul peak. ``md2 predict`` itself: benchmarks.predict.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +20,13 @@ from PIL import Image
 
 from benchmarks.common import (DEPTH_GFLOP_640x192, emit, machine, matmul_gflops, median_seconds, rate,
                                share_of_peak)
-from md2.core.checkpoint import save_weights_folder
 from md2.core.inference import DepthPredictor, fast_bf16
 from md2.core.networks import DepthDecoder, ResnetEncoder
-from md2.core.predict import PredictOptions, collect_inputs, predict_images
 
 SIZES = ((640, 192), (1024, 320))
 BATCHES = (1, 4)
 REFERENCE = {"depth_640x192_batch_1_fp32_images_per_s": 7.9}
-TARGET = {"depth_640x192_images_per_s": 15.0, "predict_share_of_network_rate": 0.8}
+TARGET = {"depth_640x192_images_per_s": 15.0}
 
 
 def network_rates(repeats: int, precisions: list[str], native_bf16: bool) -> dict[str, dict]:
@@ -58,31 +50,6 @@ def _matmul_peaks(native_bf16: bool) -> dict[str, float]:
     """fp32 and bf16 matmul peaks (bf16 measured small where it is emulated: it is then ~100x slower)."""
     return {"fp32": matmul_gflops(torch.float32),
             "bf16": matmul_gflops(torch.bfloat16, size=2048 if native_bf16 else 256, repeats=7 if native_bf16 else 2)}
-
-
-def predict_rates(count: int, folder: Path, precision: str) -> dict[str, float]:
-    """``md2 predict`` over ``count`` 1242x375 JPEGs: in process (predict_images) and as the command."""
-    weights = save_weights_folder(folder / "weights", _random_modules(), height=192, width=640, use_stereo=True)
-    images = folder / "images"
-    images.mkdir()
-    for index in range(count):
-        _street_photo(index).save(images / f"{index:04d}.jpg", quality=92)
-    predictor = DepthPredictor.from_folder(weights, device="cpu", precision=precision)
-    paths = collect_inputs([str(images)])
-    result = {}
-    for batch in (1, 4):
-        out = folder / f"out_{batch}"
-        start = time.perf_counter()
-        predict_images(predictor, paths, PredictOptions(output_dir=out, batch_size=batch))
-        result[f"in_process_batch_{batch}_images_per_s"] = rate(count, time.perf_counter() - start)
-        shutil.rmtree(out)
-    command = [sys.executable, "-m", "md2", "predict", str(images), "--weights", str(weights), "--output-dir",
-               str(folder / "out_cli"), "--batch-size", "4", "--precision", precision, "--quiet"]
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    result["command_batch_4_images_per_s"] = rate(count, time.perf_counter() - start)
-    result["precision"] = precision
-    return result
 
 
 def _random_modules() -> dict[str, torch.nn.Module]:
@@ -109,7 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--images", type=int, default=100, help="images for the md2 predict measurement")
     parser.add_argument("--bf16-anyway", action="store_true", help="measure bf16 even where it is emulated")
     args = parser.parse_args(argv)
     native = fast_bf16(torch.device("cpu"))
@@ -124,16 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     for figures in network.values():
         figures["share_of_matmul_peak"] = share_of_peak(figures["images_per_s"], figures["gflop_per_image"],
                                                         peaks[figures["precision"]])
-    with tempfile.TemporaryDirectory() as temporary:
-        results = {
-            "machine": machine(), "matmul_gflops": peaks, "bf16_native": native,
-            "network": network,
-            "predict": predict_rates(args.images, Path(temporary), "auto"),
-            "reference": REFERENCE, "target": TARGET,
-        }
-    best = max(v["images_per_s"] for k, v in results["network"].items() if k.startswith("640x192_batch_4"))
-    results["predict"]["share_of_network_rate"] = round(results["predict"]["in_process_batch_4_images_per_s"]
-                                                        / best, 3)
+    results = {"machine": machine(), "matmul_gflops": peaks, "bf16_native": native, "network": network,
+               "reference": REFERENCE, "target": TARGET}
     return emit(results, args.json)
 
 

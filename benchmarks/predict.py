@@ -9,7 +9,8 @@ not depend on them): (1) a folder of ``--images`` KITTI-size (1242x375) PNGs, ``
 runs interleaved (reference, md2, reference, md2, ...), each figure the median of ``--repeats`` with the file
 cache warm. (3) In process: ``predict_images`` against the network alone (``DepthPredictor.disparity`` on
 ready tensors) at the same batch size and precision (md2 predict's defaults), so the share says what the
-pipeline costs beyond the network. The JSON names the precision that ran and whether bf16 is native here.
+pipeline costs beyond the network. (4) ``md2 predict`` on a 1242x375 mp4 of ``--video-frames`` frames, in
+process: frames/s. The JSON names the precision that ran and whether bf16 is native here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.common import emit, machine, median_seconds, rate
@@ -85,11 +87,30 @@ def in_process(images: Path, weights: Path, out: Path, repeats: int) -> dict:
             "share_of_network": round(pipeline_rate / network_rate, 3)}
 
 
+def video_rate(folder: Path, weights: Path, frames: int, repeats: int) -> dict:
+    """``predict_video`` (defaults: auto precision, default batch) on a KITTI-size mp4 of ``frames`` frames."""
+    import cv2
+
+    from md2.core.video_predict import VideoOptions, predict_video
+
+    clip = folder / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (1242, 375))
+    for index in range(frames):
+        writer.write(np.asarray(_street_photo(index % 8))[:, :, ::-1])
+    writer.release()
+    predictor = DepthPredictor.from_folder(weights, device="cpu", precision="auto")
+    options = VideoOptions(folder / "out", batch_size=default_batch_size(predictor), overwrite=True)
+    seconds = median_seconds(lambda: predict_video(predictor, clip, options), repeats=repeats, warmup=1)
+    return {"frames": frames, "size": "1242x375", "precision": predictor.precision,
+            "batch_size": options.batch_size, "frames_per_s": rate(frames, seconds)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--video-frames", type=int, default=48)
     args = parser.parse_args(argv)
     from benchmarks.reference_predict import colour_mapper
 
@@ -111,11 +132,12 @@ def main(argv: list[str] | None = None) -> dict:
         photo_run = side_by_side(*commands(photo, weights, out_ref, out_md2, photo.suffix[1:]),
                                  [out_ref, out_md2], args.repeats)
         pipeline = in_process(images, weights, out_md2, args.repeats)
+        video = video_rate(root, weights, args.video_frames, args.repeats)
     results = {
         "machine": machine(), "bf16_native": fast_bf16(torch.device("cpu")),
         "reference_colour_map": colour_mapper()[1],
         f"folder_{args.images}_png": folder_run, "one_photo": {"file": photo.name, **photo_run},
-        "in_process": pipeline, "target": TARGET, "filer": FILER,
+        "in_process": pipeline, "video": video, "target": TARGET, "filer": FILER,
     }
     return emit(results, args.json)
 

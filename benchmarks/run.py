@@ -1,11 +1,11 @@
 """Every md2 benchmark in one command; prints (and with --json writes) one JSON object.
 
-    python -m benchmarks.run [--json out.json] [--only data,train,train_epoch,inference,commands] [--quick]
+    python -m benchmarks.run [--json out.json] [--only data,train,train_epoch,inference,predict,commands] [--quick]
 
 Sections (each also runs alone, see its module): ``data`` samples/s of the training data pipeline per worker;
 ``train`` training-step samples/s and peak memory per speed flag; ``train_epoch`` one training epoch, whole
-processes, ``md2 train`` beside a reference-equivalent trainer (and ``--amp``); ``inference`` depth images/s and
-``md2 predict`` end to end; ``commands`` export-gt, evaluate-depth and convert-jpeg end to end. ``--quick``
+processes, ``md2 train`` beside a reference-equivalent trainer (and ``--amp``); ``inference`` depth images/s;
+``predict`` md2 predict beside the reference's loop (whole processes) and on a video; ``commands`` export-gt, evaluate-depth and convert-jpeg end to end. ``--quick``
 measures fewer repeats and items (a smoke run, not figures to quote).
 """
 
@@ -24,7 +24,8 @@ SECTIONS = {
     "data": ("benchmarks.data_pipeline", [], ["--samples", "12", "--repeats", "2"]),
     "train": ("benchmarks.train_step", [], ["--steps", "1", "--cases", "fp32"]),
     "train_epoch": ("benchmarks.train_epoch", [], ["--repeats", "1", "--cases", "md2,reference", "--no-check"]),
-    "inference": ("benchmarks.inference", [], ["--repeats", "1", "--images", "8"]),
+    "inference": ("benchmarks.inference", [], ["--repeats", "1"]),
+    "predict": ("benchmarks.predict", [], ["--images", "4", "--repeats", "1", "--video-frames", "8"]),
     "commands": ("benchmarks.commands", [], ["--frames", "8", "--repeats", "1"]),
 }
 

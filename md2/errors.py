@@ -31,6 +31,10 @@ class DownloadError(MD2Error):
     """A download that failed: no network, a server error, a corrupt or unsafe archive."""
 
 
+class ExportError(MD2Error):
+    """An exported model that could not be written, or whose outputs its runtime did not reproduce."""
+
+
 def worker_message(text: str) -> str:
     """The original one-line message inside the text of an error a DataLoader worker raised (torch re-raises it
     in the main process as "Caught DataError in DataLoader worker process 0. Original Traceback ...")."""

@@ -24,6 +24,7 @@ COMMANDS = {
     "evaluate-depth": "evaluate_depth",
     "evaluate-pose": "evaluate_pose",
     "predict": "predict",
+    "export": "export",
     "synth": "synth",
 }
 """Sub-command -> its module in md2.cli, in the order ``md2 --help`` lists them."""

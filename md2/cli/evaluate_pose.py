@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,12 +11,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from md2.errors import UsageError
+
 NAME = "evaluate-pose"
 EPILOG = (
     "Examples:  md2 evaluate-pose --eval-split odom_9 --load-weights-folder ./odom_split.M/models/weights_29 "
     "--data-path kitti_odom  |  md2 evaluate-pose --eval-split odom_10 --load-weights-folder W --data-path "
-    "kitti_odom --plot odom_10.png --json odom_10.json.  "
-    "DATA holds sequences/NN/image_2/*.jpg (or --png) and poses/NN.txt."
+    "kitti_odom --plot odom_10.png --json odom_10.json  |  md2 evaluate-pose --model mono_odom_640x192 "
+    "--eval-split odom_10.  DATA holds sequences/NN/image_2/*.jpg (or --png) and poses/NN.txt "
+    "(md2 download-kitti --odometry)."
 )
 
 _DATA = "data"
@@ -26,6 +30,9 @@ _OUT = "outputs"
 def command(
     load_weights_folder: Annotated[Optional[Path], typer.Option(
         help="A weights folder with pose_encoder.pth and pose.pth.", rich_help_panel=_MODEL)] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="A pretrained model name instead: mono_odom_640x192 or mono+stereo_odom_640x192 (see md2 predict "
+             "--help; downloaded on first use).", rich_help_panel=_MODEL)] = None,
     eval_split: Annotated[str, typer.Option(help="odom_9 or odom_10.", rich_help_panel=_DATA)] = "odom_9",
     data_path: Annotated[Path, typer.Option(
         help="The KITTI odometry folder (sequences/, poses/).", rich_help_panel=_DATA)] = Path("kitti_data"),
@@ -42,7 +49,7 @@ def command(
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
     eval_out_dir: Annotated[Optional[Path], typer.Option(
-        help="Where poses.npy goes (default: the weights folder).", rich_help_panel=_OUT)] = None,
+        help="Where poses.npy goes (default: the weights folder; '.' with --model).", rich_help_panel=_OUT)] = None,
     plot: Annotated[Optional[Path], typer.Option(
         help="Draw the predicted and true trajectories seen from above into FILE.png.", rich_help_panel=_OUT)] = None,
     json_path: Annotated[Optional[Path], typer.Option(
@@ -53,22 +60,29 @@ def command(
 ) -> None:
     """Evaluate the pose network on KITTI odometry sequence 09 or 10: the reference's evaluate_pose.py."""
     from md2.cli.common import print_settings, status_console
-    from md2.core.evaluation.pose_job import PoseEvalSettings, run_pose_evaluation
+    from md2.core.evaluation.pose_job import (PoseEvalSettings, check_pose_settings, fetch_pose_model,
+                                              run_pose_evaluation)
     from md2.core.evaluation.report import progress_stages, write_json
 
     console = status_console(quiet, verbose)
+    if model is not None and load_weights_folder is not None:
+        raise UsageError("give --load-weights-folder or --model, not both")
     settings = PoseEvalSettings(
         load_weights_folder=load_weights_folder, eval_split=eval_split, data_path=data_path, splits_dir=splits_dir,
         height=height, width=width, png=png, num_layers=num_layers, batch_size=batch_size,
         num_workers=num_workers if num_workers is not None else min(12, os.cpu_count() or 1), device=device,
         eval_out_dir=eval_out_dir, plot=plot)
+    if model is not None:
+        check_pose_settings(replace(settings, load_weights_folder=Path(model)))  # usage errors before a download
+        settings = replace(settings, load_weights_folder=fetch_pose_model(model, progress=not quiet),
+                           eval_out_dir=eval_out_dir if eval_out_dir is not None else Path("."))  # not into the cache
     if verbose:
         print_settings(settings.as_dict(), console)
     with progress_stages(console) as progress:
         result = run_pose_evaluation(settings, progress)
     _print_results(result, console)
     if json_path is not None:
-        written = write_json(json_path, NAME, _json_results(result), settings.as_dict())
+        written = write_json(json_path, NAME, _json_results(result, model), settings.as_dict())
         console.print(f"results written to {escape(str(written))}")
 
 
@@ -94,10 +108,10 @@ def _print_results(result, console: Console) -> None:
         console.print(f"-> Trajectory plot written to {escape(str(result.plot_path))}")
 
 
-def _json_results(result) -> dict:
+def _json_results(result, model: str | None) -> dict:
     scores = result.scores
     return {
-        "model": result.model,
+        "model": {"name": model, **result.model},
         "num_pairs": len(scores.snippet_errors),
         "metrics": {"snippet_ate_mean": scores.snippet_mean, "snippet_ate_std": scores.snippet_std,
                     **scores.trajectory},

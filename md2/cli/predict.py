@@ -31,7 +31,8 @@ def command(
              "minimum and 95th-percentile disparity (about 30 frames), so it does not flicker.")],
     model: Annotated[Optional[str], typer.Option(help="Pretrained model name (default: mono+stereo_640x192).")] = None,
     weights: Annotated[
-        Optional[Path], typer.Option("--weights", "--load-weights-folder", help="A weights folder instead of --model.")
+        Optional[Path], typer.Option("--weights", "--load-weights-folder", help="A weights folder instead of --model, "
+                                     "or a model written by md2 export (.onnx, or .pt / .ts for TorchScript).")
     ] = None,
     ext: Annotated[str, typer.Option(help="Image extension to look for in folders.")] = "jpg",
     output_dir: Annotated[Optional[Path], typer.Option(help="Write outputs here (default: beside each image).")] = None,
@@ -61,7 +62,7 @@ def command(
 ) -> None:
     """Predict depth for photos and videos with a pretrained or trained Monodepth2 model (the reference's
     test_simple.py)."""
-    from md2.core.inference import DepthPredictor
+    from md2.core.exported import load_predictor
     from md2.core.predict import PredictOptions, collect_inputs, default_batch_size
     from md2.data.video_io import FrameRange, is_video
 
@@ -83,12 +84,12 @@ def command(
         label = name
     else:
         label = str(weights)
-    predictor = DepthPredictor.from_folder(weights, device=device, precision=precision)
+    predictor = load_predictor(weights, device=device, precision=precision)
     if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
         console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
     batch_size = batch_size or default_batch_size(predictor)
     if verbose:
-        console.print(f"{len(images)} images, {len(videos)} videos; model {escape(label)} from "
+        console.print(f"{_count(images, videos)}; model {escape(label)} from "
                       f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
                       f"{predictor.precision}; batch size {batch_size}")
     failed = []
@@ -106,11 +107,17 @@ def command(
     for reason in failed:
         err_console.print(f"[bold red]error:[/bold red] {escape(reason)}", soft_wrap=True)
     where = output_dir if output_dir is not None else "the inputs' folders"
-    counts = [f"{len(group)} {noun}" for group, noun in ((images, "images"), (videos, "videos")) if group]
-    console.print(f"{len(paths) - len(failed)} of {len(paths)} inputs ({', '.join(counts)}) with {label} on "
-                  f"{predictor.device}; outputs in {where}", highlight=False)
+    console.print(f"{len(paths) - len(failed)} of {_count(images, videos)} with {label} on {predictor.device}; "
+                  f"outputs in {where}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _count(images: list, videos: list) -> str:
+    """"3 images", "1 video", "3 images and 1 video"."""
+    parts = [f"{len(group)} {noun}{'s' if len(group) != 1 else ''}" for group, noun in ((images, "image"),
+                                                                                      (videos, "video")) if group]
+    return " and ".join(parts)
 
 
 def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool) -> list[str]:

@@ -25,6 +25,8 @@ PLAIN_VALUES = ("height", "width", "use_stereo")
 
 LAYER3_BLOCKS = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}
 """(blocks in layer3, bottleneck blocks) -> ResNet depth."""
+POSE_FILES = ("pose_encoder.pth", "pose.pth")
+"""The separate ResNet pose network's files in a weights folder."""
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,15 @@ def load_state_dict_file(path: Path) -> dict:
 
 
 def load_module(module: nn.Module, source: Path | dict, *, file_label: str | None = None,
-                strict: bool = True) -> None:
+                strict: bool = True, assign: bool = False) -> None:
     """Load a state dict into ``module`` after checking keys and shapes.
 
     Args:
         source: a ``.pth`` path or an already loaded state dict.
         file_label: how to name the source in errors (defaults to the path).
         strict: refuse missing and unexpected keys (plain height/width/use_stereo are always ignored).
+        assign: take the loaded tensors as the module's (for a module built on the meta device, which
+            then needs every key).
     Raises CheckpointError naming the file and the first offending key.
     """
     state = load_state_dict_file(source) if isinstance(source, (str, Path)) else source
@@ -197,7 +201,7 @@ def load_module(module: nn.Module, source: Path | dict, *, file_label: str | Non
     if missing and strict:
         raise CheckpointError(f"{label}: missing key {missing[0]!r}" +
                               (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-    target.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=strict)
+    target.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=strict, assign=assign)
 
 
 def _check_resnet_depth(module: nn.Module, state: dict, label: str) -> None:
@@ -274,9 +278,39 @@ def load_depth_model(folder: Path, device: torch.device | str | None = None,
     if num_layers is not None and num_layers != meta.num_layers:
         raise CheckpointError(f"{folder / 'encoder.pth'} holds a ResNet-{meta.num_layers} encoder, "
                               f"but --num-layers {num_layers} was given")
-    encoder = ResnetEncoder(meta.num_layers, pretrained=False)
-    load_module(encoder, encoder_state, file_label=str(folder / "encoder.pth"))
-    decoder = DepthDecoder(encoder.num_ch_enc, scales=range(4))
-    load_module(decoder, folder / "depth.pth")
+    # Built on the meta device, without the random initialisation the weights replace (~0.1 s of start-up).
+    with torch.device("meta"):
+        encoder = ResnetEncoder(meta.num_layers, pretrained=False)
+        decoder = DepthDecoder(encoder.num_ch_enc, scales=range(4))
+    load_module(encoder, encoder_state, file_label=str(folder / "encoder.pth"), assign=True)
+    load_module(decoder, folder / "depth.pth", assign=True)
     target = torch.device(device) if device is not None else torch.device("cpu")
     return encoder.to(target).eval(), decoder.to(target).eval(), meta
+
+
+def load_pose_networks(folder: Path, num_layers: int | None, device):
+    """The separate pose encoder (ResNet, 2 images) and pose decoder of a weights folder, in eval mode.
+
+    Returns (encoder, decoder, num_layers); the ResNet depth is read from pose_encoder.pth unless given.
+    """
+    from md2.core.networks import PoseDecoder, ResnetEncoder
+
+    require_pose_files(folder)
+    encoder_state = load_state_dict_file(folder / "pose_encoder.pth")
+    if num_layers is None:
+        num_layers = infer_num_layers(encoder_state, str(folder / "pose_encoder.pth"))
+    encoder = ResnetEncoder(num_layers, pretrained=False, num_input_images=2)
+    decoder = PoseDecoder(encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)
+    load_module(encoder, encoder_state, file_label=str(folder / "pose_encoder.pth"))
+    load_module(decoder, folder / "pose.pth")
+    return encoder.to(device).eval(), decoder.to(device).eval(), num_layers
+
+
+def require_pose_files(folder: Path) -> None:
+    """CheckpointError unless ``folder`` holds pose_encoder.pth and pose.pth."""
+    if not folder.is_dir():
+        raise CheckpointError(f"no such weights folder: {folder}")
+    missing = [name for name in POSE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder} has no {' or '.join(missing)}: was the model trained with the separate "
+                              f"ResNet pose network (pose_model_type separate_resnet, the default)?")

@@ -44,6 +44,15 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
                         -y, x, zero], 1).view(-1, 3, 3)
 
 
+def _identity(v: torch.Tensor) -> torch.Tensor:
+    """(B, 3) -> (B, 3, 3) identity matrices made of ``v``'s own ones and zeros: a traced graph (TorchScript,
+    ONNX) then holds no device or dtype constant and runs wherever its input is, as torch.eye would not."""
+    one, zero = torch.ones_like(v[:, 0]), torch.zeros_like(v[:, 0])
+    return torch.stack([one, zero, zero,
+                        zero, one, zero,
+                        zero, zero, one], 1).view(-1, 3, 3)
+
+
 def _homogeneous(linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) linear part and (B, 3) offset -> (B, 4, 4) with bottom row [0, 0, 0, 1]."""
     top = torch.cat([linear, offset.unsqueeze(2)], 2)
@@ -63,17 +72,15 @@ def rot_from_axisangle(vec: torch.Tensor) -> torch.Tensor:
     axis = v / (angle + ROTATION_EPS)
     cos = torch.cos(angle).unsqueeze(2)
     sin = torch.sin(angle).unsqueeze(2)
-    eye = torch.eye(3, dtype=v.dtype, device=v.device)
     outer = axis.unsqueeze(2) * axis.unsqueeze(1)
-    rotation = cos * eye + sin * _skew(axis) + (1 - cos) * outer
+    rotation = cos * _identity(v) + sin * _skew(axis) + (1 - cos) * outer
     return _homogeneous(rotation, torch.zeros_like(v))
 
 
 def translation_matrix(translation: torch.Tensor) -> torch.Tensor:
     """Translations (B, 1, 3) or (B, 3) -> homogeneous (B, 4, 4) with identity rotation."""
     t = translation.reshape(-1, 3)
-    eye = torch.eye(3, dtype=t.dtype, device=t.device).expand(t.shape[0], 3, 3)
-    return _homogeneous(eye, t)
+    return _homogeneous(_identity(t), t)
 
 
 def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.Tensor,

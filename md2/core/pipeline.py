@@ -1,10 +1,13 @@
 """The prediction pipeline: inputs prepared ahead of the network and finished behind it, in input order.
 
-    items --(feeder thread)--> prepare (worker threads) --> network (caller's thread, batches of consecutive
-    items) --> finish (worker threads) --> on_done (caller's thread, strictly in input order)
+    items --(feeder thread)--> prepare (worker threads) --> network, then after_network per item (caller's
+    thread, batches of consecutive items) --> finish (worker threads) --> on_done (caller's thread, strictly
+    in input order)
 
 Decoding, resizing, colour-mapping and encoding are Pillow, NumPy and OpenCV calls that release the GIL, so
-they overlap the network. Every queue is bounded (memory does not grow with the number of inputs, a video's
+they overlap the network. Every torch operation stays in the caller's thread: torch run from another thread
+starts an OpenMP team of its own for that thread, whose spinning threads would take the cores from the
+network's. Every queue is bounded (memory does not grow with the number of inputs, a video's
 frames are never all in memory); results, failures and progress are reported in the inputs' order whatever
 finishes first. The same code runs photos, video frames and exported models (:mod:`md2.core.predict`,
 :mod:`md2.core.video_predict`).
@@ -18,8 +21,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 import torch
 
 from md2.errors import DataError
@@ -33,25 +37,27 @@ _END = object()
 class Prepared:
     """One input ready for the network."""
 
-    image: torch.Tensor
-    """(3, height, width) float32 RGB in [0, 1] at the network's size."""
+    pixels: np.ndarray
+    """(height, width, 3) uint8 RGB at the network's size."""
     original: tuple[int, int]
     """(height, width) of the input picture, in pixels."""
 
 
 @dataclass(frozen=True)
 class Stages(Generic[Item, Result]):
-    """What the pipeline does with each item (the callables run in worker threads, except ``network``)."""
+    """What the pipeline does with each item: ``prepare`` and ``finish`` run in worker threads (Pillow and
+    NumPy, no torch), ``network`` and ``after_network`` in the caller's thread."""
 
     prepare: Callable[[Item], Prepared]
     """Decode and resize; a DataError marks the item failed and the others go on."""
-    network: Callable[[torch.Tensor], torch.Tensor]
-    """(B, 3, h, w) -> (B, 1, h, w) disparity; called from the caller's thread only."""
-    finish: Callable[[Item, Prepared, torch.Tensor], Result]
-    """Outputs of one item from its (1, 1, h, w) disparity; a DataError (disk full...) stops the run."""
-    in_order: Callable[[Item, torch.Tensor], None] | None = None
-    """Called in the caller's thread, in input order, with each item's disparity before its finishing is
-    queued: for what depends on the items before it (a video's running colour scale)."""
+    network: Callable[[np.ndarray], torch.Tensor]
+    """(B, h, w, 3) uint8 -> (B, 1, h, w) disparity."""
+    finish: Callable[[Item, Prepared, Any], Result]
+    """Outputs of one item from what ``after_network`` made of its disparity; a DataError (disk full...)
+    stops the run."""
+    after_network: Callable[[Item, Prepared, torch.Tensor], Any] = lambda item, ready, disp: disp
+    """Per item, in input order: its (1, 1, h, w) disparity -> what ``finish`` takes (the torch work: upsampling,
+    depth; and what depends on the items before, such as a video's running colour scale)."""
 
 
 def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
@@ -88,13 +94,12 @@ def _run_batch(chunk: list[tuple[Item, Future]], stages: Stages, pool: ThreadPoo
     """Wait for the chunk's preparations (in order), run the network on the readable ones, queue finishing."""
     prepared = [(item, _outcome(future)) for item, future in chunk]
     good = [ready for _, ready in prepared if isinstance(ready, Prepared)]
-    disps = stages.network(torch.stack([ready.image for ready in good])) if good else None
+    disps = stages.network(np.stack([ready.pixels for ready in good])) if good else None
     index = 0
     for item, ready in prepared:
         if isinstance(ready, Prepared):
-            if stages.in_order is not None:
-                stages.in_order(item, disps[index:index + 1])
-            finishing.append((item, pool.submit(stages.finish, item, ready, disps[index:index + 1])))
+            payload = stages.after_network(item, ready, disps[index:index + 1])
+            finishing.append((item, pool.submit(stages.finish, item, ready, payload)))
             index += 1
         else:
             finishing.append((item, ready))

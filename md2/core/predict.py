@@ -20,7 +20,7 @@ from md2.files import atomic_path
 FAST_BATCH_SIZE = 4
 """Default images per network pass outside the exact fp32 path (measured: benchmarks.predict)."""
 PIPELINE_WORKERS = 2
-"""Threads decoding and writing beside the network (measured: benchmarks.inference)."""
+"""Threads decoding and writing beside the network (measured: benchmarks.predict)."""
 OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
 """Names md2 (and the reference) write; never taken as inputs on a later run."""
 
@@ -74,8 +74,18 @@ def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
 
 
 def prepare_image(path: Path, width: int, height: int) -> Prepared:
-    """:func:`load_image` as the pipeline's preparation stage."""
-    return Prepared(*load_image(path, width, height))
+    """The pipeline's preparation of a photo: decoded, LANCZOS-resized pixels (no torch: a worker thread)."""
+    rgb = read_rgb(path)
+    return Prepared(network_pixels(rgb, width, height), (rgb.height, rgb.width))
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """A picture file as RGB; a DataError naming it when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
 
 
 def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -83,18 +93,53 @@ def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple
 
     Returns ((3, height, width) float in [0, 1], (original_height, original_width)).
     """
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
-    return network_input(rgb, width, height), (rgb.height, rgb.width)
+    rgb = read_rgb(path)
+    pixels = network_pixels(rgb, width, height)
+    return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0), (rgb.height, rgb.width)
 
 
-def network_input(rgb: Image.Image, width: int, height: int) -> torch.Tensor:
-    """An RGB picture as the network takes it: LANCZOS to width x height, (3, height, width) float in [0, 1]."""
-    resized = np.asarray(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
-    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div_(255.0)
+def network_pixels(rgb: Image.Image, width: int, height: int) -> np.ndarray:
+    """An RGB picture resized with LANCZOS (Pillow's old ANTIALIAS, the reference's filter) to the network's
+    width x height: (height, width, 3) uint8."""
+    return np.array(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
+
+
+def batch_disparity(predictor: DepthPredictor, pixels: np.ndarray) -> torch.Tensor:
+    """The network on (B, h, w, 3) uint8 pixels: the ToTensor floats (x / 255), NCHW as the exact path has
+    always been given them (channels_last for the fast path, which converts to it anyway)."""
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    if not getattr(predictor, "channels_last", False):
+        images = images.contiguous()
+    return predictor.disparity(images.float().div_(255.0))
+
+
+@dataclass(frozen=True)
+class ImageArrays:
+    """One image's results as arrays, computed in the caller's thread for the writers in the workers."""
+
+    npy: np.ndarray
+    """(1, 1, h, w): the scaled disparity, or 5.4 x depth with --pred-metric-depth."""
+    disp_full: np.ndarray
+    """(H, W) sigmoid disparity upsampled to the picture's size."""
+    depth_full: np.ndarray | None
+    """(H, W) depth at the picture's size (metres for stereo models), with --save-depth-png."""
+
+
+def image_arrays(predictor: DepthPredictor, disp: torch.Tensor, original: tuple[int, int], metric_depth: bool,
+                 depth_png: bool) -> ImageArrays:
+    """``disp`` (1, 1, h, w) -> what an image's files hold (as the reference: the .npy at the network's
+    resolution, the pictures at the original size)."""
+    if metric_depth:
+        npy = STEREO_SCALE_FACTOR * predictor.depth(disp)
+    else:
+        npy = predictor.scaled_disparity(disp)
+    disp_full = upsample(disp, *original)
+    depth = None
+    if depth_png:
+        depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
+        if predictor.use_stereo:
+            depth = depth * STEREO_SCALE_FACTOR
+    return ImageArrays(npy.float().cpu().numpy(), disp_full[0, 0].float().cpu().numpy(), depth)
 
 
 def _output_stem(path: Path, options: PredictOptions) -> Path:
@@ -102,40 +147,30 @@ def _output_stem(path: Path, options: PredictOptions) -> Path:
     return folder / path.stem
 
 
-def save_outputs(predictor: DepthPredictor, path: Path, disp: torch.Tensor, original: tuple[int, int],
-                 options: PredictOptions) -> list[Path]:
-    """Write one image's outputs; ``disp`` is (1, 1, h, w) at the network's resolution."""
+def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> list[Path]:
+    """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, and STEM_depth.png."""
     stem = _output_stem(path, options)
     stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
-    # As the reference: the .npy holds the network-resolution result, the picture the original size.
-    written = [write_npy(predictor, stem, disp, options.pred_metric_depth)]
-    disp_full = upsample(disp, *original)
+    written = [write_npy(stem, arrays.npy, options.pred_metric_depth)]
     picture = Path(f"{stem}_disp.jpeg")
     with atomic_path(picture) as temporary:
-        colorized_image(disp_full[0, 0].float().cpu().numpy()).save(temporary, format="JPEG")
+        colorized_image(arrays.disp_full).save(temporary, format="JPEG")
     written.append(picture)
-    if options.save_depth_png:
-        written.append(write_depth_png(predictor, stem, disp_full))
+    if arrays.depth_full is not None:
+        written.append(write_depth_png(stem, arrays.depth_full))
     return written
 
 
-def write_npy(predictor: DepthPredictor, stem: Path, disp: torch.Tensor, metric_depth: bool) -> Path:
-    """STEM_disp.npy, the scaled disparity (1, 1, h, w) at the network's resolution, or with ``metric_depth``
-    STEM_depth.npy, 5.4 x depth (the reference's --pred_metric_depth)."""
-    if metric_depth:
-        npy, array = Path(f"{stem}_depth.npy"), STEREO_SCALE_FACTOR * predictor.depth(disp)
-    else:
-        npy, array = Path(f"{stem}_disp.npy"), predictor.scaled_disparity(disp)
+def write_npy(stem: Path, array: np.ndarray, metric_depth: bool) -> Path:
+    """STEM_disp.npy (the scaled disparity) or, with ``metric_depth``, STEM_depth.npy."""
+    npy = Path(f"{stem}_depth.npy" if metric_depth else f"{stem}_disp.npy")
     with atomic_path(npy) as temporary:
-        np.save(temporary, array.float().cpu().numpy())
+        np.save(temporary, array)
     return npy
 
 
-def write_depth_png(predictor: DepthPredictor, stem: Path, disp_full: torch.Tensor) -> Path:
-    """STEM_depth.png: depth x 256 as 16-bit (KITTI's convention), metres for stereo-trained models."""
-    depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
-    if predictor.use_stereo:
-        depth = depth * STEREO_SCALE_FACTOR
+def write_depth_png(stem: Path, depth: np.ndarray) -> Path:
+    """STEM_depth.png: depth x 256 as 16-bit (KITTI's convention)."""
     png = Path(f"{stem}_depth.png")
     encoded = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
     with atomic_path(png) as temporary:
@@ -161,8 +196,11 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
         if on_image is not None:
             on_image(path)
 
-    stages = Stages(prepare=lambda path: prepare_image(path, predictor.width, predictor.height),
-                    network=predictor.disparity,
-                    finish=lambda path, ready, disp: save_outputs(predictor, path, disp, ready.original, options))
+    stages = Stages(
+        prepare=lambda path: prepare_image(path, predictor.width, predictor.height),
+        network=lambda pixels: batch_disparity(predictor, pixels),
+        after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
+                                                             options.pred_metric_depth, options.save_depth_png),
+        finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
     run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     return report

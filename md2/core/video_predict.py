@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from md2.core.inference import DepthPredictor, upsample
+from md2.core.inference import DepthPredictor
 from md2.core.pipeline import Prepared, Stages, run_pipeline
-from md2.core.predict import PIPELINE_WORKERS, network_input, write_depth_png, write_npy
+from md2.core.predict import (PIPELINE_WORKERS, ImageArrays, batch_disparity, image_arrays, network_pixels,
+                              write_depth_png, write_npy)
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError
@@ -134,22 +135,22 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
     scale = RunningScale()
 
     def prepare(frame: Frame) -> Prepared:
-        return Prepared(network_input(Image.fromarray(frame.rgb), predictor.width, predictor.height),
+        return Prepared(network_pixels(Image.fromarray(frame.rgb), predictor.width, predictor.height),
                         frame.rgb.shape[:2])
 
-    def in_order(frame: Frame, disp: torch.Tensor) -> None:
-        frame.scale = scale.update(disp[0, 0].float().cpu().numpy())
+    def after_network(frame: Frame, ready: Prepared, disp: torch.Tensor) -> ImageArrays:
+        frame.scale = scale.update(disp[0, 0].float().cpu().numpy())  # in frame order
+        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 
-    def finish(frame: Frame, ready: Prepared, disp: torch.Tensor) -> np.ndarray:
-        full = upsample(disp, *ready.original)
-        picture = colorize_disparity(full[0, 0].float().cpu().numpy(), vmin=frame.scale[0], vmax=frame.scale[1])
+    def finish(frame: Frame, ready: Prepared, arrays: ImageArrays) -> np.ndarray:
+        picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             stem = folder / f"{frame.number:06d}"
             if options.save_frames:
-                write_npy(predictor, stem, disp, options.pred_metric_depth)
-            if options.save_depth_png:
-                write_depth_png(predictor, stem, full)
+                write_npy(stem, arrays.npy, options.pred_metric_depth)
+            if arrays.depth_full is not None:
+                write_depth_png(stem, arrays.depth_full)
         return np.concatenate([frame.rgb, picture], axis=0) if options.side_by_side else picture
 
     def done(frame: Frame, picture: np.ndarray | DataError) -> None:
@@ -160,5 +161,5 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
             on_frame(frame.number)
 
     frames = (Frame(number, rgb) for number, rgb in reader.frames(options.frames))
-    run_pipeline(frames, Stages(prepare, predictor.disparity, finish, in_order), done,
-                 batch_size=options.batch_size, workers=workers)
+    stages = Stages(prepare, lambda pixels: batch_disparity(predictor, pixels), finish, after_network)
+    run_pipeline(frames, stages, done, batch_size=options.batch_size, workers=workers)

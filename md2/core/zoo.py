@@ -31,6 +31,12 @@ class ModelInfo:
     num_layers: int = 18
     split: str = "eigen_zhou"
 
+    @property
+    def has_pose_network(self) -> bool:
+        """Stereo-only models were trained on stereo pairs alone (frame ids 0), for which the reference builds no
+        pose network; the mono and mono+stereo ones were trained with one."""
+        return self.modality != "stereo"
+
     def mirror_url(self, base_url: str) -> str:
         """The same zip under another base URL (a mirror, or a test server)."""
         return f"{base_url.rstrip('/')}/{self.url.rsplit('/', 1)[1]}"
@@ -86,7 +92,8 @@ def fetch_model(name: str, *, cache_dir: Path | str | None = None, base_url: str
     zip may hold the files at its root or inside one folder. ``retries``: attempts after a failed one (see
     :func:`md2.data.download.download_file`). Unknown names raise UsageError.
     """
-    from md2.data.download import download_file, safe_extract, verify_zip
+    from md2.data.download import download_file
+    from md2.data.unzip import safe_extract, verify_zip
 
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")

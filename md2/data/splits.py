@@ -182,18 +182,37 @@ def fetch_official(names: list[str] | None = None, base_url: str | None = None) 
     return paths
 
 
-def drives_for_splits(names: list[str], splits_dir: Path | str | None = None) -> list[str]:
-    """Sorted KITTI raw drives ("2011_09_26_drive_0001") named by the splits' *_files*.txt. Each drive needs
-    its date's calibration archive too (see :func:`md2.data.kitti_download.archives_for`)."""
+@dataclass(frozen=True)
+class SplitNeeds:
+    """What the lines of some splits read: KITTI raw drives ("2011_09_26_drive_0001", sorted), odometry
+    sequences (``9 0 l`` lines) and the depth benchmark's test images (``image 17`` lines)."""
+
+    drives: tuple[str, ...]
+    odometry: bool
+    benchmark_images: bool
+
+
+def split_needs(names: list[str], splits_dir: Path | str | None = None) -> SplitNeeds:
+    """The data the splits' *_files*.txt name (see :class:`SplitNeeds`)."""
     drives: set[str] = set()
+    odometry = benchmark_images = False
     for name in names:
         folder = resolve_split_dir(name, splits_dir)
         for path in sorted(folder.glob("*_files*.txt")):
             lines = read_split_file(path)
             drives.update(line.drive for line in lines if isinstance(line, RawLine) and "/" in line.folder)
+            odometry = odometry or any(isinstance(line, OdomLine) for line in lines)
+            benchmark_images = benchmark_images or any(isinstance(line, BenchmarkTestLine) for line in lines)
+    return SplitNeeds(tuple(sorted(drives)), odometry, benchmark_images)
+
+
+def drives_for_splits(names: list[str], splits_dir: Path | str | None = None) -> list[str]:
+    """Sorted KITTI raw drives ("2011_09_26_drive_0001") named by the splits' *_files*.txt. Each drive needs
+    its date's calibration archive too (see :func:`md2.data.kitti_download.archives_for`)."""
+    drives = split_needs(names, splits_dir).drives
     if not drives:
         raise DataError(f"splits {', '.join(names)} name no KITTI raw drive")
-    return sorted(drives)
+    return list(drives)
 
 
 def calibration_dates(drives: list[str]) -> list[str]:

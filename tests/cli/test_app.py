@@ -15,7 +15,8 @@ import pytest
 import md2
 from tests import md2_process
 
-COMMANDS = ["download-kitti", "convert-jpeg", "export-gt", "train", "evaluate-depth", "evaluate-pose", "predict", "synth"]
+COMMANDS = ["download-kitti", "convert-jpeg", "export-gt", "train", "evaluate-depth", "evaluate-pose", "predict",
+            "export", "synth"]
 
 
 def _environment(env: dict[str, str] | None) -> dict[str, str]:

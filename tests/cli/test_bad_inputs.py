@@ -118,6 +118,17 @@ def _poses_missing_a_value(w: World, tmp: Path) -> Path:
     return root
 
 
+def _clip(tmp: Path, frames: int = 3, name: str = "clip.avi") -> Path:
+    """A small MJPG video of ``frames`` grey frames (0 frames: a valid, empty container)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 32))
+    for index in range(frames):
+        writer.write(np.full((32, 96, 3), 40 * index, np.uint8))
+    writer.release()
+    return tmp / name
+
+
 def _photo(tmp: Path) -> Path:
     from PIL import Image
 
@@ -132,6 +143,35 @@ def _corrupt_weights(w: World, tmp: Path) -> Path:
     data = (folder / "encoder.pth").read_bytes()
     (folder / "encoder.pth").write_bytes(data[: len(data) // 3])
     return folder
+
+
+def _depth_only(w: World, tmp: Path) -> Path:
+    """TMP/depth_only: the ResNet-18 depth model without its pose network."""
+    folder = tmp / "depth_only"
+    folder.mkdir()
+    for name in ("encoder.pth", "depth.pth"):
+        shutil.copy(w.resnet18 / name, folder / name)
+    return folder
+
+
+def _plain_onnx() -> bytes:
+    """A valid ONNX model (one Identity node) that md2 export did not write: no md2 metadata."""
+    import onnx
+
+    tensor = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, 3, 64, 192]) for name in "xy"]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "plain", tensor[:1], tensor[1:])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def _torchscript_bytes() -> bytes:
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(torch.nn.Identity(), torch.ones(1, 3, 64, 192)), buffer)
+    return buffer.getvalue()
 
 
 _DISP_OUT = ("photo_disp.npy", "photo_disp.jpeg", "out")
@@ -149,6 +189,13 @@ BAD_INPUTS = [
         _split(t, "mine", "train", [f"{DRIVE} three l"])], "train_files.txt, line 1"),
     Row("download-kitti/zero-jobs", 2, lambda w, t: ["download-kitti", "--jobs", "0", "--output", "kitti"],
         "--jobs", ("kitti",)),
+    Row("download-kitti/unknown-odometry-part", 2, lambda w, t: [
+        "download-kitti", "--no-raw", "--odometry-parts", "color,gray", "--output", "kitti"], "'gray'", ("kitti",)),
+    Row("download-kitti/no-raw-and-nothing-else", 2, lambda w, t: [
+        "download-kitti", "--no-raw", "--dry-run", "--output", "kitti"], "--no-raw", ("kitti",)),
+    Row("download-kitti/no-raw-with-a-raw-only-split", 2, lambda w, t: [
+        "download-kitti", "--split", "synth", "--splits-dir", w.data / "splits", "--no-raw", "--output", "kitti"],
+        "--no-raw", ("kitti",)),
     # -- convert-jpeg --------------------------------------------------------------------------------------
     Row("convert-jpeg/missing-folder", 1, lambda w, t: ["convert-jpeg", t / "no_such_folder"], "no_such_folder"),
     Row("convert-jpeg/png-that-is-not-an-image", 1, lambda w, t: [
@@ -217,6 +264,8 @@ BAD_INPUTS = [
         w, "--eval-mono", "--load-weights-folder", _corrupt_weights(w, t)), "encoder.pth", _EVAL_OUT),
     Row("evaluate-depth/checkpoint-size-not-multiple-of-32", 1, lambda w, t: _depth(
         w, "--eval-mono", "--load-weights-folder", w.odd_size), "100x190", _EVAL_OUT),
+    Row("evaluate-depth/unknown-model", 2, lambda w, t: _depth(w, "--eval-mono", "--model", "mono_9999x1"),
+        "mono_9999x1", _EVAL_OUT),
     Row("evaluate-depth/unknown-split", 2, lambda w, t: [
         "evaluate-depth", "--eval-mono", "--load-weights-folder", w.resnet18, "--eval-split", "no_such_split"],
         "no_such_split"),
@@ -234,6 +283,11 @@ BAD_INPUTS = [
         "ResNet-50", _EVAL_OUT),
     Row("evaluate-pose/weights-without-pose-network", 1, lambda w, t: _pose(
         w, "--load-weights-folder", w.odd_size, "--height", "64", "--width", "192"), "pose_encoder.pth", _EVAL_OUT),
+    Row("evaluate-pose/model-and-weights-folder", 2, lambda w, t: _pose(
+        w, "--load-weights-folder", w.resnet18, "--model", "mono_odom_640x192"), "--model", _EVAL_OUT),
+    Row("evaluate-pose/unknown-model", 2, lambda w, t: _pose(w, "--model", "mono_9999x1"), "mono_9999x1", _EVAL_OUT),
+    Row("evaluate-pose/stereo-model-without-pose-network", 2, lambda w, t: _pose(w, "--model", "stereo_640x192"),
+        "model stereo_640x192 has no pose network", _EVAL_OUT),
     # -- predict -------------------------------------------------------------------------------------------
     Row("predict/empty-folder", 1, lambda w, t: [
         "predict", _mkdir(t / "frames"), "--weights", w.resnet18, "--output-dir", "out"], "frames", ("out",)),
@@ -248,6 +302,57 @@ BAD_INPUTS = [
                                                     "--batch-size", "0"], "--batch-size", _DISP_OUT),
     Row("predict/checkpoint-size-not-multiple-of-32", 1, lambda w, t: [
         "predict", _photo(t), "--weights", w.odd_size], "100x190", _DISP_OUT),
+    Row("predict/truncated-onnx-model", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.onnx", _plain_onnx()[:40])], "model.onnx", _DISP_OUT),
+    Row("predict/truncated-torchscript-model", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.pt", _torchscript_bytes()[:-200])], "corrupt or truncated",
+        _DISP_OUT),
+    Row("predict/onnx-model-not-written-by-md2", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _write(t / "model.onnx", _plain_onnx())], "no md2 metadata", _DISP_OUT),
+    Row("predict/a-checkpoint-file-instead-of-its-folder", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18 / "encoder.pth"], "give a weights folder", _DISP_OUT),
+    Row("predict/file-that-is-not-a-video", 1, lambda w, t: [
+        "predict", _write(t / "clip.mp4", b"\x00\x00\x00\x18ftypmp42 and nothing else"), "--weights", w.resnet18],
+        "clip.mp4", ("clip_disp.mp4",)),
+    Row("predict/video-without-frames", 1, lambda w, t: ["predict", _clip(t, 0), "--weights", w.resnet18],
+        "has no frames", ("clip_disp.mp4",)),
+    Row("predict/video-start-not-a-time", 2, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--start", "soon"], "--start", ("clip_disp.mp4",)),
+    Row("predict/video-end-before-start", 2, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--start", "2f", "--end", "1f"], "--end", ("clip_disp.mp4",)),
+    Row("predict/video-option-for-a-photo", 2, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18, "--every", "2"], "--every", _DISP_OUT),
+    Row("predict/video-output-exists", 1, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--output-dir", _write(t / "out" / "clip_disp.mp4", b"old").parent],
+        "--overwrite"),
+    # -- export --------------------------------------------------------------------------------------------
+    Row("export/model-and-weights", 2, lambda w, t: [
+        "export", "--model", "mono_640x192", "--weights", w.resnet18, "--output", "m.onnx"], "not both", ("m.onnx",)),
+    Row("export/no-model", 2, lambda w, t: ["export", "--output", "m.onnx"], "--model NAME", ("m.onnx",)),
+    Row("export/unknown-model", 2, lambda w, t: ["export", "--model", "mono_9999x1", "--output", "m.onnx"],
+        "mono_9999x1", ("m.onnx",)),
+    Row("export/opset-below-the-range", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.onnx", "--opset", "9"], "opsets 11 to 25", ("m.onnx",)),
+    Row("export/opset-for-torchscript", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--opset", "17"], "--opset applies", ("m.pt",)),
+    Row("export/suffix-of-another-format", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--format", "onnx", "--output", "m.pt"], "must end in .onnx", ("m.pt",)),
+    Row("export/unknown-suffix", 2, lambda w, t: ["export", "--weights", w.resnet18, "--output", "m.tflite"],
+        "m.tflite", ("m.tflite",)),
+    Row("export/unknown-precision", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--precision", "int8"], "int8", ("m.pt",)),
+    Row("export/min-depth-above-max-depth", 2, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", "m.pt", "--min-depth", "80", "--max-depth", "10"],
+        "--min-depth", ("m.pt",)),
+    Row("export/with-pose-but-no-pose-network", 1, lambda w, t: [
+        "export", "--weights", _depth_only(w, t), "--output", "m.pt", "--with-pose"], "pose_encoder.pth",
+        ("m.pt", "m_pose.pt")),
+    Row("export/stereo-model-with-pose", 2, lambda w, t: [  # refused before any download
+        "export", "--model", "stereo_640x192", "--output", "m.pt", "--with-pose"], "no pose network", ("m.pt",)),
+    Row("export/truncated-checkpoint", 1, lambda w, t: [
+        "export", "--weights", _corrupt_weights(w, t), "--output", "m.pt"], "encoder.pth", ("m.pt",)),
+    Row("export/output-folder-is-a-file", 1, lambda w, t: [
+        "export", "--weights", w.resnet18, "--output", _write(t / "taken", "a file") / "m.pt"], "taken"),
     # -- synth ---------------------------------------------------------------------------------------------
     Row("synth/zero-width", 2, lambda w, t: ["synth", "out", "--width", "0"], "--width", ("out",)),
     Row("synth/negative-height", 2, lambda w, t: ["synth", "out", "--height", "-5"], "--height", ("out",)),

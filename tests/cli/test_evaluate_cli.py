@@ -308,3 +308,61 @@ def test_evaluate_pose_without_pose_weights_or_poses(capsys, synth_raw, weights,
     shutil.copytree(synth_raw / "splits", data / "splits")
     code, _, err = md2_in_process(capsys, *_pose_args(data, weights))
     assert code == 1 and "09.txt" in err
+
+
+# -- pretrained models by name (--model) ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zoo_zips(weights, tmp_path_factory) -> dict[str, bytes]:
+    """mono_odom_640x192 as the random model with pose networks, mono_640x192 as the same without them."""
+    from tests.kitti_mirror import zip_members
+
+    files = {path.name: path.read_bytes() for path in sorted(weights.iterdir())}
+    depth_only = {name: data for name, data in files.items() if not name.startswith("pose")}
+    return {"/mono_odom_640x192.zip": zip_members(files), "/mono_640x192.zip": zip_members(depth_only)}
+
+
+@pytest.fixture
+def local_zoo(zoo_zips, tmp_path, monkeypatch) -> Path:
+    """``zoo_zips`` served from 127.0.0.1 (MD2_ZOO_URL); MD2_HOME in tmp_path (returned)."""
+    from tests.httpserver import LocalServer
+
+    with LocalServer(zoo_zips) as server:
+        monkeypatch.setenv("MD2_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("MD2_ZOO_URL", server.url())
+        yield tmp_path / "home"
+
+
+def test_evaluate_pose_and_depth_take_a_pretrained_model_by_name(capsys, local_zoo, synth_raw, splits, weights,
+                                                                  tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    by_name = _pose_args(synth_raw, weights, "--json", "named.json")
+    by_name[1:3] = ["--model", "mono_odom_640x192"]
+    code, _, err = md2_in_process(capsys, *by_name)
+    assert code == 0, err
+    named = json.loads((tmp_path / "named.json").read_text())
+    assert named["model"]["name"] == "mono_odom_640x192"
+    assert named["model"]["weights_folder"] == str(local_zoo / "models" / "mono_odom_640x192")
+    cached = local_zoo / "models" / "mono_odom_640x192"
+    assert (tmp_path / "poses.npy").is_file() and not (cached / "poses.npy").exists()  # not into the cache
+    code, _, err = md2_in_process(capsys, *_pose_args(synth_raw, weights, "--eval-out-dir", "w", "--json", "w.json"))
+    assert code == 0, err
+    assert named["metrics"] == json.loads((tmp_path / "w.json").read_text())["metrics"]
+    results = []
+    for model in (["--model", "mono_odom_640x192"], ["--load-weights-folder", weights]):
+        code, _, err = md2_in_process(capsys, *_depth_args(synth_raw, splits, *model, "--eval-mono", "--json",
+                                                           "d.json"))
+        assert code == 0, err
+        results.append(json.loads((tmp_path / "d.json").read_text())["metrics"])
+    assert results[0] == results[1]
+
+
+def test_evaluate_pose_refuses_a_pretrained_model_without_pose_network(capsys, local_zoo, synth_raw, weights):
+    args = _pose_args(synth_raw, weights)
+    args[1:3] = ["--model", "mono_640x192"]
+    code, _, err = md2_in_process(capsys, *args)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "model mono_640x192 has no pose network" in err and "pose_encoder.pth" in err
+    args[2] = "stereo_640x192"  # known to have none: refused before any download
+    code, _, err = md2_in_process(capsys, *args)
+    assert code == 2 and "model stereo_640x192 has no pose network" in err and "mono_odom_640x192" in err
+    assert not (local_zoo / "models" / "stereo_640x192").exists()

@@ -6,24 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from md2.core.checkpoint import save_weights_folder
-from md2.core.networks import DepthDecoder, ResnetEncoder
 from tests.cli.test_app import run_md2
 
 SHARED_IMAGE = Path(__file__).resolve().parents[2].parent / "shared" / "images" / "test_image.jpg"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model") / "weights_0"
-    torch.manual_seed(0)
-    encoder = ResnetEncoder(18)
-    save_weights_folder(folder, {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                        height=64, width=192, use_stereo=True)
-    return folder
 
 
 def street_image(path: Path, width: int = 300, height: int = 100) -> Path:

@@ -10,7 +10,6 @@ import pytest
 
 from tests import md2_process
 from tests.cli.test_app import run_md2
-from tests.cli.test_predict import weights  # noqa: F401 -- the fixture: an md2-written 64 x 192 model
 from tests.core.test_video_predict import encode, frame_count
 
 

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,11 +19,11 @@ def _prepare(item: int) -> Prepared:
     time.sleep(random.random() * 0.002)  # preparations finish out of order
     if item % 7 == 3:
         raise DataError(f"item {item} is unreadable")
-    return Prepared(torch.full((3, 2, 2), float(item)), (2, 2))
+    return Prepared(np.full((2, 2, 3), item, np.uint8), (2, 2))
 
 
-def _network(images: torch.Tensor) -> torch.Tensor:
-    return images[:, :1] * 2
+def _network(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels[..., :1]).permute(0, 3, 1, 2).float() * 2
 
 
 def _finish(item: int, ready: Prepared, disp: torch.Tensor) -> float:
@@ -44,14 +45,14 @@ def test_results_and_failures_arrive_in_input_order(batch_size, workers):
             assert outcome == 2.0 * item
 
 
-def test_batches_are_consecutive_inputs_and_in_order_sees_every_item_in_order():
+def test_batches_are_consecutive_inputs_and_after_network_sees_every_item_in_order():
     batches, ordered = [], []
 
     def network(images):
         batches.append([int(v) for v in images[:, 0, 0, 0]])
         return _network(images)
 
-    stages = Stages(_prepare, network, _finish, in_order=lambda item, disp: ordered.append(item))
+    stages = Stages(_prepare, network, _finish, after_network=lambda item, ready, disp: ordered.append(item) or disp)
     run_pipeline(range(12), stages, lambda item, out: None, batch_size=4)
     assert batches == [[0, 1, 2], [4, 5, 6, 7], [8, 9, 11]]  # 3 and 10 unreadable: dropped from their batch
     assert ordered == [i for i in range(12) if i % 7 != 3]
@@ -74,7 +75,7 @@ def test_memory_is_bounded_on_an_endless_input():
             raise StopIteration("enough")
 
     with pytest.raises(StopIteration):
-        run_pipeline(endless(), Stages(lambda i: Prepared(torch.zeros(3, 2, 2), (2, 2)), _network, _finish),
+        run_pipeline(endless(), Stages(lambda i: Prepared(np.zeros((2, 2, 3), np.uint8), (2, 2)), _network, _finish),
                      on_done, batch_size=4, ahead=10)
     assert most <= 10 + 4 + 10 + 2  # queued + one batch + finishing + in hand
 
@@ -101,7 +102,7 @@ def test_an_error_stops_the_pipeline_and_its_threads(where):
 
     seen = []
     with pytest.raises((OSError, RuntimeError, DataError)):
-        run_pipeline(items(), Stages(lambda i: Prepared(torch.full((3, 2, 2), float(i)), (2, 2)), network, finish),
+        run_pipeline(items(), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish),
                      lambda item, out: seen.append(item), batch_size=2)
     assert seen == list(range(len(seen)))  # what was reported before the error, in order
     assert threading.active_count() == before

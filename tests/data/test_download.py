@@ -15,7 +15,8 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress
 
-from md2.data.download import download_file, safe_extract, verify_zip
+from md2.data.download import download_file
+from md2.data.unzip import safe_extract, verify_zip
 from md2.errors import DownloadError
 from tests.httpserver import LocalServer
 
@@ -213,3 +214,30 @@ def test_paths_may_be_strings(tmp_path: Path):
     (tmp_path / "a.zip").write_bytes(zip_bytes({"x.txt": b"x"}))
     assert verify_zip(str(tmp_path / "a.zip")) == 1
     assert safe_extract(str(tmp_path / "a.zip"), str(tmp_path / "o")) == [tmp_path / "o" / "x.txt"]
+
+
+def test_safe_extract_places_members_by_a_map_and_reports_progress(tmp_path):
+    members = {"dataset/poses/09.txt": b"1 2 3", "dataset/sequences/09/calib.txt": b"P0: 1", "readme.txt": b"r"}
+    (tmp_path / "a.zip").write_bytes(zip_bytes(members))
+    seen = []
+    written = safe_extract(tmp_path / "a.zip", tmp_path / "out", select=lambda parts: parts[1:] if parts[0] == "dataset"
+                           else None, progress=lambda done, total: seen.append((done, total)))
+    assert sorted(path.relative_to(tmp_path / "out").as_posix() for path in written) == [
+        "poses/09.txt", "sequences/09/calib.txt"]
+    assert (tmp_path / "out" / "poses" / "09.txt").read_bytes() == b"1 2 3"
+    assert seen == [(5, 10), (10, 10)] and not (tmp_path / "out" / "readme.txt").exists()
+
+
+@pytest.mark.parametrize("target", [("..", "evil.txt"), ("a/../../evil.txt",), ()])
+def test_a_member_map_cannot_leave_the_folder(tmp_path, target):
+    (tmp_path / "a.zip").write_bytes(zip_bytes({"x.txt": b"x"}))
+    with pytest.raises(DownloadError, match="unsafe path"):
+        safe_extract(tmp_path / "a.zip", tmp_path / "out", select=lambda parts: target)
+    assert not list(tmp_path.rglob("*.txt"))
+
+
+def test_verify_zip_reports_the_bytes_it_reads(tmp_path):
+    (tmp_path / "a.zip").write_bytes(zip_bytes({"a.bin": os.urandom(3000), "b.bin": os.urandom(5000)}))
+    seen = []
+    assert verify_zip(tmp_path / "a.zip", lambda done, total: seen.append((done, total))) == 2
+    assert seen[-1] == (8000, 8000) and [done for done, _ in seen] == sorted(done for done, _ in seen)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from md2.data.download import file_sha256
-from md2.data.kitti_download import KITTI_RAW_URL, archives_for
+from md2.data.kitti_download import Archive, DepthAnnotations, DepthSelection, OdometryArchive, archives_for
 from md2.data.splits import (RAW_SPLITS, BenchmarkTestLine, OdomLine, RawLine, drives_for_splits, fetch_official,
                              manifest, official_split_names, parse_line, read_split_file, resolve_split_dir,
                              split_file)
@@ -130,11 +130,14 @@ def test_all_raw_splits_need_exactly_the_official_archive_list(shared_dir):
     splits = shared_dir / "splits"
     official = sorted((splits / "kitti_archives_to_download.txt").read_text().split())
     assert len(official) == 66
-    derived = sorted(archive.url(KITTI_RAW_URL) for archive in archives_for(list(RAW_SPLITS), splits))
-    assert derived == official
+    archives = archives_for(list(RAW_SPLITS), splits)
+    assert sorted(archive.url() for archive in archives if isinstance(archive, Archive)) == official
+    # eigen_benchmark is evaluated on the depth benchmark's maps, benchmark on its test images.
+    extras = [archive for archive in archives if not isinstance(archive, Archive)]
+    assert extras == [DepthAnnotations(tuple(drives_for_splits(["eigen_benchmark"], splits))), DepthSelection()]
     # The full Eigen split (eigen_full's train/val and eigen's test) alone already names every archive.
-    assert sorted(archive.url(KITTI_RAW_URL) for archive in archives_for(["eigen_full", "eigen"], splits)) == official
-    assert sorted(archive.url(KITTI_RAW_URL) for archive in archives_for(None, splits)) == official
+    assert sorted(archive.url() for archive in archives_for(["eigen_full", "eigen"], splits)) == official
+    assert sorted(archive.url() for archive in archives_for(None, splits)) == official
 
 
 def test_eigen_needs_28_drives_and_odom_none(shared_dir):
@@ -142,6 +145,18 @@ def test_eigen_needs_28_drives_and_odom_none(shared_dir):
     assert len(drives) == 28 and all(re.fullmatch(r"2011_\d\d_\d\d_drive_\d{4}", drive) for drive in drives)
     with pytest.raises(DataError, match="no KITTI raw drive"):
         drives_for_splits(["odom"], shared_dir / "splits")
+
+
+def test_each_official_split_pulls_what_it_needs(shared_dir):
+    splits = shared_dir / "splits"
+    eigen_benchmark = archives_for(["eigen_benchmark"], splits)
+    drives = [archive.name for archive in eigen_benchmark if isinstance(archive, Archive) and not archive.is_calibration]
+    assert len(drives) == 28 and eigen_benchmark[-1] == DepthAnnotations(tuple(drives))
+    benchmark = archives_for(["benchmark"], splits)
+    assert benchmark[-1] == DepthSelection() and not any(isinstance(a, DepthAnnotations) for a in benchmark)
+    assert archives_for(["odom"], splits) == [OdometryArchive(part) for part in ("color", "calib", "poses")]
+    with_maps = archives_for(["eigen_zhou"], splits, depth_annotations=True, raw=False)
+    assert with_maps == [DepthAnnotations(tuple(drives_for_splits(["eigen_zhou"], splits)))]
 
 
 def test_cli_splits_only_fills_the_cache(official_server, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from md2.core.checkpoint import POSE_FILES, load_pose_networks, require_pose_files
 from md2.core.evaluation.depth_job import Progress, _stage
 from md2.core.evaluation.pose import (
     PoseScores,
@@ -20,8 +21,6 @@ from md2.files import atomic_path
 
 POSE_SPLITS = {"odom_9": 9, "odom_10": 10}
 """Evaluation split -> KITTI odometry sequence (test files SPLITS_DIR/odom/test_files_NN.txt)."""
-
-POSE_FILES = ("pose_encoder.pth", "pose.pth")
 
 
 @dataclass(frozen=True)
@@ -116,33 +115,22 @@ def run_pose_evaluation(settings: PoseEvalSettings, progress: Progress | None = 
     return PoseEvaluation(settings, scores, poses_path, plot_path, model)
 
 
-def load_pose_networks(folder: Path, num_layers: int | None, device):
-    """The separate pose encoder (ResNet, 2 images) and pose decoder of a weights folder, in eval mode.
+def fetch_pose_model(name: str, progress: bool = True) -> Path:
+    """The weights folder of pretrained model ``name`` (downloaded into md2's cache on first use), refused
+    with one line when it has no pose network: a stereo-only model before any download, any other after it."""
+    from md2.core import zoo
 
-    Returns (encoder, decoder, num_layers); the ResNet depth is read from pose_encoder.pth unless given.
-    """
-    from md2.core.checkpoint import infer_num_layers, load_module, load_state_dict_file
-    from md2.core.networks import PoseDecoder, ResnetEncoder
-
-    require_pose_files(folder)
-    encoder_state = load_state_dict_file(folder / "pose_encoder.pth")
-    if num_layers is None:
-        num_layers = infer_num_layers(encoder_state, str(folder / "pose_encoder.pth"))
-    encoder = ResnetEncoder(num_layers, pretrained=False, num_input_images=2)
-    decoder = PoseDecoder(encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)
-    load_module(encoder, encoder_state, file_label=str(folder / "pose_encoder.pth"))
-    load_module(decoder, folder / "pose.pth")
-    return encoder.to(device).eval(), decoder.to(device).eval(), num_layers
-
-
-def require_pose_files(folder: Path) -> None:
-    """CheckpointError unless ``folder`` holds pose_encoder.pth and pose.pth."""
-    if not folder.is_dir():
-        raise CheckpointError(f"no such weights folder: {folder}")
-    missing = [name for name in POSE_FILES if not (folder / name).is_file()]
+    info = zoo.MODELS.get(name)
+    if info is not None and not info.has_pose_network:
+        with_pose = [other for other, entry in zoo.MODELS.items() if entry.split == "odom"]
+        raise UsageError(f"model {name} has no pose network (trained on stereo pairs only); evaluate-pose needs a "
+                         f"mono or mono+stereo model, such as {' or '.join(with_pose)}")
+    folder = zoo.fetch_model(name, progress=progress)  # an unknown name is a UsageError listing the models
+    missing = [file for file in POSE_FILES if not (folder / file).is_file()]
     if missing:
-        raise CheckpointError(f"{folder} has no {' or '.join(missing)}: was the model trained with the separate "
-                              f"ResNet pose network (pose_model_type separate_resnet, the default)?")
+        raise CheckpointError(f"model {name} has no pose network: its folder {folder} holds no "
+                              f"{' or '.join(missing)}")
+    return folder
 
 
 def save_poses(poses: np.ndarray, out_dir: Path) -> Path:
