@@ -20,8 +20,8 @@ Before timing, the same batch and weights go through md2's step and the referenc
 first-step losses (and an unaugmented sample of each dataset) are compared, so the stand-in is known to
 compute the same thing. After timing, each case's final weights are scored with md2's fp32 loss on one fixed
 validation batch, so the loss difference of --amp after the epoch is shown. Prints JSON: per case the times,
-median and spread, the CPU seconds and the 1-minute load average before each run (the machine may be shared:
-a busy neighbour slows two-thread steps several times over), the ratio reference / md2, and the machine.
+median and spread, each run's CPU seconds and those the machine's other processes used meanwhile (it may be
+shared: a busy neighbour slows two-thread steps several times over), the ratio reference / md2, the machine.
 """
 
 from __future__ import annotations
@@ -78,14 +78,14 @@ def command(case: str, data: Path, logs: Path, name: str) -> list[str]:
             "--log-dir", str(logs), "--model-name", name, "--quiet", *FLAGS[case]]
 
 
-def run_once(case: str, data: Path, logs: Path, name: str) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, load average before) of one whole process of ``case`` (it must succeed)."""
+def run_once(case: str, data: Path, logs: Path, name: str) -> tuple[float, float, float | None]:
+    """(wall seconds, its CPU seconds, CPU seconds the machine's other processes used meanwhile) of one whole
+    process of ``case`` (it must succeed)."""
     env = dict(os.environ)
     if case == "reference":  # md2's malloc settings (inherited from benchmarks.common) are not the reference's
         for variable in ENVIRONMENT:
             env.pop(variable, None)
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy, before = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command(case, data, logs, name), cwd=REPO, env=env, capture_output=True, text=True,
                           check=False)
@@ -94,14 +94,26 @@ def run_once(case: str, data: Path, logs: Path, name: str) -> tuple[float, float
     if done.returncode != 0:
         raise RuntimeError(f"{case} failed:\n{done.stderr[-3000:]}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return seconds, cpu, load
+    others = None if busy is None else max(0.0, _busy_seconds() - busy - cpu)
+    return seconds, cpu, others
 
 
-def summary(runs: list[tuple[float, float, float]]) -> dict:
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (Linux's /proc/stat), None where unknown."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            fields = stat.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def summary(runs: list[tuple[float, float, float | None]]) -> dict:
     times = [run[0] for run in runs]
     return {"seconds": [round(t, 2) for t in times], "median_s": round(statistics.median(times), 2),
             "spread_s": round(max(times) - min(times), 2), "cpu_seconds": [round(run[1], 1) for run in runs],
-            "load_before": [round(run[2], 2) for run in runs]}
+            "others_cpu_seconds": [None if run[2] is None else round(run[2], 1) for run in runs]}
 
 
 def _bf16_flags() -> list[str]:
