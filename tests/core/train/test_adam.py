@@ -54,7 +54,7 @@ from md2.cli.app import main
 try:
     main(["train", "--data-path", {str(synth_raw)!r}, "--split", "synth", "--splits-dir", {str(splits)!r},
           "--png", "--height", "64", "--width", "192", "--batch-size", "2", "--num-workers", "0",
-          "--weights-init", "scratch", "--log-dir", {str(tmp_path)!r}, "--model-name", "run", "--quiet"])
+          "--weights-init", "scratch", "--num-epochs", "1", "--log-dir", {str(tmp_path)!r}, "--model-name", "run", "--quiet"])
 except SystemExit as done:
     assert not done.code, done.code
 print("torch._dynamo" in sys.modules, "torchvision" in sys.modules)
