@@ -126,3 +126,12 @@ def test_a_command_imports_no_other_commands_module():
     commands = {name for name in _modules_after("predict", "--help")
                 if name.startswith("md2.cli.") and name not in ("md2.cli.app", "md2.cli.errors", "md2.cli.common")}
     assert commands == {"md2.cli.predict"}
+
+
+def test_predicting_a_photo_imports_neither_the_compiler_nor_torchvision_nor_onnx(tmp_path, weights):
+    from PIL import Image
+
+    Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / "photo.jpg")
+    imported = _modules_after("predict", str(tmp_path / "photo.jpg"), "--weights", str(weights), "-q")
+    assert "torch" in imported and (tmp_path / "photo_disp.jpeg").exists()
+    assert not {name for name in imported if name.startswith(("torch._dynamo", "torchvision", "onnx"))}

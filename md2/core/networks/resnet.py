@@ -99,7 +99,9 @@ class ResNet(nn.Module):
         # torchvision's initialisation, in its order (the layers' own default initialisation above draws
         # random numbers first, as torchvision's does, so a seeded build gives torchvision's weights).
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and not module.weight.is_meta:
+                # On the meta device (a network about to receive a checkpoint's tensors) there is nothing to
+                # draw, and torch's normal_ there would import its compiler (~1.2 s).
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.constant_(module.weight, 1)

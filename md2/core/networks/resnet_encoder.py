@@ -101,7 +101,8 @@ class ResnetEncoder(nn.Module):
         if num_input_images > 1:
             # Replacing the attribute keeps conv1 first in the state dict, as in the official files.
             self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            nn.init.kaiming_normal_(self.encoder.conv1.weight, mode="fan_out", nonlinearity="relu")
+            if not self.encoder.conv1.weight.is_meta:  # see ResNet: nothing to draw on the meta device
+                nn.init.kaiming_normal_(self.encoder.conv1.weight, mode="fan_out", nonlinearity="relu")
         if pretrained:
             state = _imagenet_state(spec, num_layers)
             state["conv1.weight"] = multi_image_conv1(state["conv1.weight"], num_input_images)
