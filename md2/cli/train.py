@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import gc
 import inspect
 import os
 from pathlib import Path
@@ -84,11 +82,6 @@ def command(ctx: typer.Context, **options: Any) -> None:
     if quiet and verbose:
         raise UsageError("give --quiet or --verbose, not both")
     console = Console(stderr=True, quiet=quiet)
-    # At exit the interpreter's last garbage collection walks every object torch and torch._dynamo (which the
-    # optimiser imports) created, ~0.7 s here, only to free memory the OS takes back anyway: frozen, they are
-    # skipped. The run's files are closed and synced before; objects are still freed by reference counting.
-    atexit.unregister(gc.freeze)  # once, however often the command runs in one process (tests)
-    atexit.register(gc.freeze)
     # A corrupt PNG is reported as one DataError line; OpenCV's own warning about it (also in the loader
     # workers, which inherit the environment) would only repeat it.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
