@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,8 @@ def read_rgb(path: Path) -> Image.Image:
     """A picture file as RGB; a DataError naming it when it cannot be read."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()
+            return image if image.mode == "RGB" else image.convert("RGB")  # an RGB file: no copy
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
 
@@ -153,8 +155,10 @@ def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> li
     stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
     written = [write_npy(stem, arrays.npy, options.pred_metric_depth)]
     picture = Path(f"{stem}_disp.jpeg")
+    encoded = io.BytesIO()  # encoded in memory and written at once: Pillow's file writes cost more here
+    colorized_image(arrays.disp_full).save(encoded, format="JPEG")
     with atomic_path(picture) as temporary:
-        colorized_image(arrays.disp_full).save(temporary, format="JPEG")
+        temporary.write_bytes(encoded.getbuffer())
     written.append(picture)
     if arrays.depth_full is not None:
         written.append(write_depth_png(stem, arrays.depth_full))
