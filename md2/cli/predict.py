@@ -41,7 +41,8 @@ def command(
     ] = False,
     save_depth_png: Annotated[bool, typer.Option(help="Also write NAME_depth.png: 16-bit, depth x 256 (KITTI).")] = False,
     batch_size: Annotated[Optional[int], typer.Option(
-        min=1, help="Images per network pass (default: 4; 1 with --precision fp32, the reference's exact path).")]
+        min=1, help="Images per network pass (default: 4 at 640x192, 1 at 1024x320; 1 with --precision fp32, the "
+             "reference's exact path).")]
     = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(

@@ -18,8 +18,10 @@ from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
 
-FAST_BATCH_SIZE = 4
-"""Default images per network pass outside the exact fp32 path (measured: benchmarks.predict)."""
+FAST_BATCH_PIXELS = 4 * 640 * 192
+"""Default pixels per network pass outside the exact fp32 path: 4 images at 640x192, 1 at 1024x320. Measured
+(benchmarks.inference, a 2-core CPU with native bf16): 640x192 gives 23 images/s one at a time and 26 in
+fours; 1024x320 gives 10.4 one at a time but 6.6 in fours (its batch no longer fits the caches)."""
 PIPELINE_WORKERS = 2
 """Threads decoding and writing beside the network (measured: benchmarks.predict)."""
 OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
@@ -47,8 +49,10 @@ class PredictReport:
 def default_batch_size(predictor: DepthPredictor) -> int:
     """Images per network pass when the user gives none: one for ``--precision fp32``, the exact path (the
     reference predicted one image at a time, and a batch's composition moves the last bits of fp32
-    convolutions), else :data:`FAST_BATCH_SIZE`."""
-    return 1 if predictor.precision == "fp32" and not predictor.channels_last else FAST_BATCH_SIZE
+    convolutions), else as many as fit :data:`FAST_BATCH_PIXELS` (4 at 640x192, 1 at 1024x320)."""
+    if predictor.precision == "fp32" and not getattr(predictor, "channels_last", False):
+        return 1
+    return max(1, FAST_BATCH_PIXELS // (predictor.height * predictor.width))
 
 
 def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:

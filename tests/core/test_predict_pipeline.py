@@ -115,3 +115,14 @@ def test_colorize_equals_its_definition(shape):
     assert np.array_equal(colorize_disparity(disp), definition_colorize(disp))
     flat = np.full(shape, 0.25, dtype=np.float32)  # vmax == vmin: the bottom colour everywhere
     assert np.array_equal(colorize_disparity(flat), definition_colorize(flat))
+
+
+@pytest.mark.parametrize("precision, size, batch", [("fp32", (192, 640), 1), ("auto", (192, 640), 4),
+                                                    ("auto", (320, 1024), 1), ("bf16", (96, 320), 16)])
+def test_default_batch_size_is_one_on_the_exact_path_and_else_by_pixels(precision, size, batch):
+    from md2.core.predict import default_batch_size
+
+    encoder = ResnetEncoder(18).eval()
+    predictor = DepthPredictor(encoder, DepthDecoder(encoder.num_ch_enc).eval(), *size, False, torch.device("cpu"),
+                               precision=precision)
+    assert default_batch_size(predictor) == batch
