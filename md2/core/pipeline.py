@@ -70,6 +70,9 @@ def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
     grouping decides the last bits of fp32 convolutions. At most ``ahead`` items (default: two batches and a
     few) are being prepared, and as many finished, at any time. An exception raised by iterating ``items``,
     by the network or by ``finish`` stops the pipeline and is raised here after the threads have stopped.
+    On Ctrl-C (KeyboardInterrupt) the items whose finishing had started are waited for and reported, in
+    order, before it is raised again: whatever an item's ``finish`` wrote (a frame's .npy) is also reported
+    done (in the video), never left behind without it.
     """
     ahead = ahead if ahead is not None else 2 * batch_size + 2
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="md2-predict") as pool:
@@ -82,6 +85,9 @@ def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
                     _report(finishing.popleft(), on_done)
             while finishing:
                 _report(finishing.popleft(), on_done)
+        except KeyboardInterrupt:
+            _drain(finishing, on_done)
+            raise
         finally:
             feeder.stop()
             for _, pending in finishing:
@@ -103,6 +109,24 @@ def _run_batch(chunk: list[tuple[Item, Future]], stages: Stages, pool: ThreadPoo
             index += 1
         else:
             finishing.append((item, ready))
+
+
+def _drain(finishing: deque, on_done: Callable) -> None:
+    """After Ctrl-C: cancel the finishing not started, report the items before the first one cancelled (or
+    failed) in order, waiting for those running; a second Ctrl-C stops the wait."""
+    for _, pending in finishing:
+        if isinstance(pending, Future):
+            pending.cancel()
+    while finishing:
+        item, pending = finishing[0]
+        if not isinstance(pending, Future) or pending.cancelled():
+            return
+        try:
+            result = pending.result()
+        except Exception:  # noqa: BLE001 -- the run is being interrupted; this item is simply not done
+            return
+        finishing.popleft()
+        on_done(item, result)
 
 
 def _outcome(future: Future) -> Prepared | DataError:

@@ -68,4 +68,5 @@ def test_ctrl_c_leaves_a_playable_video_of_the_frames_done(tmp_path, frames, wei
     assert "interrupted" in stderr and "Traceback" not in stderr
     done = frame_count(tmp_path / "long_disp.mp4")[0]
     assert 5 <= done < 480 and f"the {done} frames done" in stderr
+    assert len(list((tmp_path / "long_frames").glob("*.npy"))) == done  # every frame written is in the video
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left

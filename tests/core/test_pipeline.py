@@ -106,3 +106,27 @@ def test_an_error_stops_the_pipeline_and_its_threads(where):
                      lambda item, out: seen.append(item), batch_size=2)
     assert seen == list(range(len(seen)))  # what was reported before the error, in order
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_ctrl_c_reports_every_item_whose_finishing_started(batch_size):
+    """A frame's .npy is written in ``finish``; after Ctrl-C, every item that wrote one is also reported done
+    (the video holds that frame), in order, and the interrupt is raised again."""
+    written, seen = [], []
+
+    def network(images):
+        if images[0, 0, 0, 0] >= 12:
+            raise KeyboardInterrupt  # Ctrl-C arrives in the caller's thread, here during the network
+        return _network(images)
+
+    def finish(item, ready, disp):
+        time.sleep(0.02 if item % 2 else 0.001)  # some finishing still running when Ctrl-C arrives
+        written.append(item)
+        return item
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(range(40), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish),
+                     lambda item, out: seen.append(item), batch_size=batch_size, workers=2)
+    time.sleep(0.05)  # nothing still running would write later
+    assert seen == list(range(len(seen))) and len(seen) >= 1
+    assert sorted(written) == seen
