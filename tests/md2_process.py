@@ -285,11 +285,15 @@ def _child(connection: socket.socket, fds: list[int], request: dict, noise: tupl
             if fd > 2:
                 os.close(fd)
         os.chdir(request["cwd"])
+        import signal
+
+        # Ctrl-C raises KeyboardInterrupt, as in a python started from a terminal, even when the tests run with
+        # SIGINT ignored (a background job of a script: Python then keeps SIG_IGN, and so would the child)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.environ.clear()
         os.environ.update(request["env"])
         if request["file_size_limit"] is not None:
             import resource
-            import signal
 
             limit = request["file_size_limit"]
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
