@@ -112,8 +112,9 @@ def predict_video(predictor: DepthPredictor, path: Path, options: VideoOptions,
         except BaseException:
             writer.discard()
             raise
+        closed = writer.close()
         written = writer.frames
-        if writer.close() is None and not interrupted:
+        if closed is None and not interrupted:
             raise DataError(f"{path} has no frames" + (" in the range asked" if options.frames != FrameRange()
                                                        else ""))
     if interrupted:

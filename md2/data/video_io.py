@@ -134,6 +134,7 @@ class VideoWriter:
     def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
         self.path = Path(path)
         self.frames = 0
+        self.pending = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -152,8 +153,11 @@ class VideoWriter:
         """Append one (H, W, 3) uint8 RGB frame of the size given at opening."""
         if rgb.shape[:2] != self.size:
             raise ValueError(f"frame of {rgb.shape[:2]}, the video is {self.size}")
-        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        self.pending = True  # Ctrl-C may land after the encoder took the frame and before it is counted
+        self.writer.write(bgr)
         self.frames += 1
+        self.pending = False
 
     def close(self) -> Path | None:
         """Finish the file and rename it onto ``path`` (None, and no file, when no frame was written)."""
@@ -165,6 +169,8 @@ class VideoWriter:
         check = cv2.VideoCapture(str(self.temporary))
         found = int(check.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if check.isOpened() else 0
         check.release()
+        if self.pending and found == self.frames + 1:
+            self.frames = found  # the frame being written when Ctrl-C came is in the file
         try:
             if found != self.frames:
                 raise OSError(f"the encoded file holds {found} of {self.frames} frames (disk full?)")
