@@ -17,6 +17,7 @@ Every archive class is a frozen dataclass (hashable: progress reporters key on t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ class Mirror:
 OFFICIAL = Mirror()
 
 
-class KittiArchive:
+class KittiArchive(ABC):
     """What every archive tells the download machinery (see the subclasses)."""
 
     filename: str
@@ -70,9 +71,9 @@ class KittiArchive:
         """Where a member (its path components) goes below the output folder; None leaves it in the zip."""
         return parts
 
+    @abstractmethod
     def unpacked(self, output: Path) -> Path:
         """A path that exists once the archive is extracted into ``output``."""
-        raise NotImplementedError
 
     def remaining(self, output: Path) -> "KittiArchive | None":
         """What is still to do in ``output``: this archive, a smaller selection of it, or None."""
