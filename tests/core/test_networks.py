@@ -140,6 +140,38 @@ def test_depth_decoder_gives_sigmoid_maps_at_each_scale(num_layers, scales, chan
     assert len(decoder.decoder) == 10 + len(tuple(scales))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(H, W), (96, 160), (64, 416)])  # 416 / 32 = 13: rows not a multiple of 8
+@pytest.mark.parametrize("use_skips", [True, False])
+def test_depth_decoder_inference_path_gives_forwards_numbers_bit_for_bit(channels_last, size, use_skips):
+    torch.manual_seed(3)
+    encoder = ResnetEncoder(18).eval()
+    decoder = DepthDecoder(encoder.num_ch_enc, use_skips=use_skips).eval()
+    image = torch.rand(2, 3, *size)
+    if channels_last:
+        for module in (encoder, decoder):
+            module.to(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        features = encoder(image)
+        expected = decoder(features)
+        everything = decoder.infer(features, scales=range(4))
+        only_zero = decoder.infer(features)
+    assert sorted(everything) == [0, 1, 2, 3] and list(only_zero) == [0]
+    for scale in range(4):
+        assert torch.equal(everything[scale], expected[scale])
+    assert torch.equal(only_zero[0], expected[0])
+    assert only_zero[0].stride() == expected[0].stride()
+
+
+def test_depth_decoder_inference_path_takes_only_the_decoders_scales():
+    decoder = DepthDecoder(encoder_channels(18), scales=(0, 2)).eval()
+    features = ResnetEncoder(18).eval()(torch.rand(1, 3, H, W))
+    assert list(decoder.infer(features, scales=(2,))) == [2]
+    with pytest.raises(ValueError, match="scales"):
+        decoder.infer(features, scales=(1,))
+
+
 def test_depth_decoder_without_skips_uses_only_the_last_map():
     decoder = DepthDecoder(encoder_channels(18), use_skips=False).eval()
     features = ResnetEncoder(18).eval()(torch.rand(1, 3, H, W))

@@ -79,3 +79,59 @@ class DepthDecoder(nn.Module):
             if i in self.scales:
                 outputs[i] = torch.sigmoid(self.decoder[10 + self.scales.index(i)](x))
         return outputs
+
+    @torch.no_grad()
+    def infer(self, input_features: Sequence[torch.Tensor], scales: Iterable[int] = (0,)) -> dict[int, torch.Tensor]:
+        """:meth:`forward`'s disparities at ``scales`` only (a subset of the decoder's), without gradients.
+
+        The same convolutions on the same values in the same memory layout, so the same numbers bit for bit
+        (tested); what changes is the data movement around them: every convolution's reflection padding is
+        written once, into a buffer that the nearest upsampling and the skip concatenation fill directly
+        (forward pads, upsamples and concatenates in three passes), a map padded once serves both convolutions
+        that read it, and the disparity convolutions of scales not asked for are not run.
+        """
+        wanted = tuple(scales)
+        if not set(wanted) <= set(self.scales):
+            raise ValueError(f"scales {wanted} are not all among the decoder's {self.scales}")
+        outputs: dict[int, torch.Tensor] = {}
+        padded = _reflect_pad(input_features[-1])
+        for step, i in enumerate(range(4, -1, -1)):
+            up = self.decoder[2 * step]
+            x = up.nonlin(up.conv.conv(padded))
+            padded = _upsample_concat_pad(x, input_features[i - 1] if self.use_skips and i > 0 else None)
+            block = self.decoder[2 * step + 1]
+            padded = _reflect_pad(block.nonlin(block.conv.conv(padded)))
+            if i in wanted:
+                outputs[i] = torch.sigmoid(self.decoder[10 + self.scales.index(i)].conv(padded))
+            if i <= min(wanted):
+                break
+        return outputs
+
+
+def _reflect_pad(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def _upsample_concat_pad(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+    """reflect_pad(cat([nearest_x2(x), skip], 1)) written in one pass into one buffer (same values, same
+    memory format as F.pad's result): (B, C, h, w), (B, S, 2h, 2w) -> (B, C + S, 2h + 2, 2w + 2)."""
+    batch, channels, height, width = x.shape
+    extra = 0 if skip is None else skip.shape[1]
+    layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    out = torch.empty((batch, channels + extra, 2 * height + 2, 2 * width + 2), dtype=x.dtype, device=x.device,
+                      memory_format=layout)
+    inner = out[:, :, 1:-1, 1:-1]
+    inner[:, :channels].unflatten(3, (width, 2)).unflatten(2, (height, 2)).copy_(
+        x[:, :, :, None, :, None].expand(batch, channels, height, 2, width, 2))
+    if skip is not None:
+        inner[:, channels:].copy_(skip)
+    # Reflection of one pixel: the border row / column copies the second row / column from the edge.
+    out[:, :, 0, 1:-1] = out[:, :, 2, 1:-1]
+    out[:, :, -1, 1:-1] = out[:, :, -3, 1:-1]
+    out[:, :, :, 0] = out[:, :, :, 2]
+    out[:, :, :, -1] = out[:, :, :, -3]
+    return out
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
