@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
 
 from md2.core.networks import (ENCODERS, POSE_NETS, DepthDecoder, PoseCNN, PoseDecoder, ResnetEncoder,
                                build_pose_networks, encoder_channels, multi_image_conv1)
+from md2.core.networks.max_pool import stem_max_pool
 from md2.errors import UsageError
 
 KEY_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "official_checkpoint_keys.txt"
@@ -255,3 +257,29 @@ def test_pose_registry_builds_networks_keyed_by_weights_file(pose_type, files, n
 def test_unknown_pose_type_is_a_usage_error():
     with pytest.raises(UsageError, match="flownet"):
         build_pose_networks("flownet")
+
+
+# Stem max pooling -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 64, 48, 160), (1, 8, 13, 27), (3, 4, 1, 1)])
+def test_stem_max_pool_gives_torchs_values_indices_and_gradients(shape):
+    torch.manual_seed(4)
+    # After ReLU many windows hold several equal maxima (zeros): the gradient must go where torch sends it.
+    values = torch.relu(torch.randn(shape)).round(decimals=1)
+    grad = torch.randn(F.max_pool2d(values, 3, 2, 1).shape)
+    plain, fast = values.clone().requires_grad_(), values.clone().requires_grad_()
+    expected, pooled = F.max_pool2d(plain, 3, 2, 1), stem_max_pool(fast)
+    expected.backward(grad)
+    pooled.backward(grad)
+    assert torch.equal(pooled, expected) and pooled.is_contiguous()
+    assert torch.equal(fast.grad, plain.grad)
+    with torch.no_grad():
+        assert torch.equal(stem_max_pool(values), expected)
+
+
+def test_encoder_traces_plain_max_pooling():
+    encoder = ResnetEncoder(18).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(encoder, torch.rand(1, 3, H, W), check_trace=False)
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert "aten::max_pool2d" in kinds and "aten::contiguous" not in kinds
