@@ -154,14 +154,18 @@ def test_depth_decoder_inference_path_gives_forwards_numbers_bit_for_bit(channel
         for module in (encoder, decoder):
             module.to(memory_format=torch.channels_last)
         image = image.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with torch.no_grad():
         features = encoder(image)
-        expected = decoder(features)
+    with torch.enable_grad():  # the plain path, as in training
+        expected = {scale: disp.detach() for scale, disp in decoder(features).items()}
+    with torch.inference_mode():
+        without_grad = decoder(features)
         everything = decoder.infer(features, scales=range(4))
         only_zero = decoder.infer(features)
     assert sorted(everything) == [0, 1, 2, 3] and list(only_zero) == [0]
     for scale in range(4):
         assert torch.equal(everything[scale], expected[scale])
+        assert torch.equal(without_grad[scale], expected[scale])
     assert torch.equal(only_zero[0], expected[0])
     assert only_zero[0].stride() == expected[0].stride()
 
@@ -277,9 +281,24 @@ def test_stem_max_pool_gives_torchs_values_indices_and_gradients(shape):
         assert torch.equal(stem_max_pool(values), expected)
 
 
-def test_encoder_traces_plain_max_pooling():
+class _ScaleZero(torch.nn.Module):
+    def __init__(self, decoder: DepthDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(list(features))[0]
+
+
+def test_traced_networks_hold_the_plain_operations():
     encoder = ResnetEncoder(18).eval()
+    decoder = DepthDecoder(encoder.num_ch_enc).eval()
     with torch.no_grad():
-        traced = torch.jit.trace(encoder, torch.rand(1, 3, H, W), check_trace=False)
-    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+        traced_encoder = torch.jit.trace(encoder, torch.rand(1, 3, H, W), check_trace=False)
+        traced_decoder = torch.jit.trace(_ScaleZero(decoder), tuple(encoder(torch.rand(1, 3, H, W))),
+                                         check_trace=False)
+    kinds = {node.kind() for node in traced_encoder.inlined_graph.nodes()}
     assert "aten::max_pool2d" in kinds and "aten::contiguous" not in kinds
+    kinds = {node.kind() for node in traced_decoder.inlined_graph.nodes()}
+    assert {"aten::pad", "aten::cat", "aten::upsample_nearest2d"} <= kinds
+    assert "aten::copy_" not in kinds

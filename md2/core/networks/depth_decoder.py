@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from md2.core.networks.capture import capturing_a_graph
+
 
 class Conv3x3(nn.Module):
     """3x3 convolution after a padding of 1 (reflection, or zeros)."""
@@ -67,7 +69,12 @@ class DepthDecoder(nn.Module):
         self.decoder = nn.ModuleList(layers)
 
     def forward(self, input_features: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Five encoder maps (B, C_k, H/2^(k+1), W/2^(k+1)) -> {s: (B, num_output_channels, H/2^s, W/2^s)}."""
+        """Five encoder maps (B, C_k, H/2^(k+1), W/2^(k+1)) -> {s: (B, num_output_channels, H/2^s, W/2^s)}.
+
+        Without gradients (validation, evaluation) this is :meth:`infer`: the same numbers, less data movement.
+        """
+        if not torch.is_grad_enabled() and not capturing_a_graph():
+            return self.infer(input_features, self.scales)
         outputs: dict[int, torch.Tensor] = {}
         x = input_features[-1]
         for step, i in enumerate(range(4, -1, -1)):
