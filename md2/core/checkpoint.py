@@ -12,6 +12,7 @@ import os
 import pickle
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,16 +74,16 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
     except OSError as error:
         raise CheckpointError(f"cannot write weights folder {folder}: {error.strerror or error}") from None
     try:
+        files: dict[str, object] = {}
+        if optimizer is not None:  # the largest file first: its fsync overlaps the writing of the others
+            files["adam.pth"] = _to_cpu(optimizer.state_dict())
         for name, module in modules.items():
             state = {_plain_key(k): _to_cpu(v) for k, v in unwrap(module).state_dict().items()}
             if name == "encoder":
                 state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
-            _save(state, temporary / f"{name}.pth")
-        if optimizer is not None:
-            _save(_to_cpu(optimizer.state_dict()), temporary / "adam.pth")
-        for filename, content in (extra or {}).items():
-            _save(_to_cpu(content), temporary / filename)
-        _fsync_folder(temporary)
+            files[f"{name}.pth"] = state
+        files.update((filename, _to_cpu(content)) for filename, content in (extra or {}).items())
+        _save_all(files, temporary)
         _replace_folder(temporary, folder)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -125,10 +126,21 @@ def _to_cpu(value):
     return value
 
 
-def _fsync_folder(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+def _save_all(files: dict[str, object], folder: Path) -> None:
+    """torch.save each content to folder/name; every file is on disk (fsync) before this returns. Each file's
+    fsync runs in a thread while the next one is written (the disk's work overlaps the serialisation)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="md2-fsync") as syncer:
+        synced = []
+        for name, content in files.items():
+            _save(content, folder / name)
+            synced.append(syncer.submit(_fsync_file, folder / name))
+        for future in synced:
+            future.result()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _replace_folder(source: Path, target: Path) -> None:
