@@ -45,6 +45,43 @@ def test_fused_ssim_equals_the_plain_formula(shape):
     assert result.min() >= 0 and result.max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 40, 70), (1, 3, 13, 11), (4, 3, 192, 640)])
+def test_kept_target_statistics_give_the_same_bits_forward_and_backward(shape):
+    numbers = torch.Generator().manual_seed(7)  # a generator of its own: the other tests' inputs stay as they were
+    target = torch.rand(shape, generator=numbers)
+    kept = SSIM()
+    for _ in range(3):  # the first call computes the target's statistics, the others reuse them
+        x_fresh = torch.rand(shape, generator=numbers).requires_grad_()
+        x_kept = x_fresh.detach().clone().requires_grad_()
+        grad = torch.rand(shape, generator=numbers)
+        fresh = SSIM()(x_fresh, target.clone())  # a new module and tensor: nothing kept
+        reused = kept(x_kept, target)
+        fresh.backward(grad)
+        reused.backward(grad)
+        assert torch.equal(reused, fresh)
+        assert torch.equal(x_kept.grad, x_fresh.grad)
+    assert kept._target[0] is target
+
+
+def test_kept_target_statistics_follow_a_changed_or_new_target():
+    numbers = torch.Generator().manual_seed(8)
+    x, target = torch.rand(1, 3, 12, 20, generator=numbers), torch.rand(1, 3, 12, 20, generator=numbers)
+    ssim = SSIM()
+    before = ssim(x, target)
+    target.mul_(0.5)  # changed in place: its version moves on
+    assert torch.equal(ssim(x, target), SSIM()(x, target.clone()))
+    assert not torch.equal(ssim(x, target), before)
+    other = torch.rand(1, 3, 12, 20, generator=numbers)
+    assert torch.equal(ssim(x, other), SSIM()(x, other.clone()))
+
+
+def test_a_target_needing_gradients_gets_them():
+    numbers = torch.Generator().manual_seed(9)
+    x, y = (torch.rand(1, 3, 10, 14, generator=numbers).requires_grad_() for _ in range(2))
+    SSIM()(x, y).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
 def test_box_mean_is_average_pooling():
     from md2.core.losses import box_mean_3x3
 

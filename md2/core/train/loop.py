@@ -221,6 +221,7 @@ class Trainer:
                 if logging_now:
                     bar.show_loss(self._log(step, batch, outputs, losses))
                 step += 1
+                del losses, outputs  # not held while the next batch loads and runs
                 bar.advance(samples_per_step)
                 if run.save_every_steps and step % run.save_every_steps == 0 and batch_index + 1 < per_epoch:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
@@ -246,8 +247,10 @@ class Trainer:
         batch = finish_batch(batch.to(self.device, non_blocking=True))  # --augment-on device: uint8 until here
 
         def forward_backward(networks):
-            losses, outputs = training_step(networks, batch, self.config, self.warpers, self.ssim)
+            # The last step's gradients are dropped before the forward pass, not after it (the reference zeroed
+            # them after): the same gradients, and the forward's activations can reuse their memory.
             self.optimizer.zero_grad(set_to_none=True)
+            losses, outputs = training_step(networks, batch, self.config, self.warpers, self.ssim)
             self.scaler.scale(losses["loss"]).backward()
             return losses, outputs
 
