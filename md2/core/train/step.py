@@ -85,9 +85,11 @@ def synthesize_views(batch, outputs: StepOutputs, config: TrainConfig, warpers: 
             source_scale = 0
         depth = disp_to_depth(disp, config.model.min_depth, config.model.max_depth)[1]
         outputs.depth[scale] = depth
+        # The target's 3D points depend on the depth alone: back-projected once for every source frame.
+        points = warpers.backproject[source_scale](depth, batch.inv_K[source_scale])
         for frame_id in config.frame_ids[1:]:
             T = _source_transform(frame_id, depth, batch, outputs, config)
-            grid = warpers(depth, batch.K[source_scale], batch.inv_K[source_scale], T, source_scale)
+            grid = warpers.project[source_scale](points, batch.K[source_scale], T)
             outputs.warped[(frame_id, scale)] = warp(batch.color[frame_id][source_scale], grid)
 
 
