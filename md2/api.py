@@ -49,9 +49,7 @@ class DepthModel(PictureDepth, nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            features = self.encoder(images)
-            # Without gradients, the decoder's inference path: scale 0 only, the same numbers (DepthDecoder.infer).
-            disp = self.decoder(features)[0] if torch.is_grad_enabled() else self.decoder.infer(features)[0]
+            disp = self.decoder(self.encoder(images), scales=(0,))[0]
         return disp.float().contiguous()
 
     @property

@@ -104,7 +104,7 @@ class DepthPredictor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            disp = self.decoder.infer(self.encoder(images), scales=(0,))[0]
+            disp = self.decoder(self.encoder(images), scales=(0,))[0]
         return disp.float().contiguous()
 
     def scaled_disparity(self, disp: torch.Tensor) -> torch.Tensor:

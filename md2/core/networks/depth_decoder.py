@@ -68,13 +68,17 @@ class DepthDecoder(nn.Module):
             layers.append(Conv3x3(self.num_ch_dec[s], num_output_channels))
         self.decoder = nn.ModuleList(layers)
 
-    def forward(self, input_features: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Five encoder maps (B, C_k, H/2^(k+1), W/2^(k+1)) -> {s: (B, num_output_channels, H/2^s, W/2^s)}.
+    def forward(self, input_features: Sequence[torch.Tensor],
+                scales: Iterable[int] | None = None) -> dict[int, torch.Tensor]:
+        """Five encoder maps (B, C_k, H/2^(k+1), W/2^(k+1)) -> {s: (B, num_output_channels, H/2^s, W/2^s)} for
+        ``scales`` (default: all of the decoder's).
 
-        Without gradients (validation, evaluation) this is :meth:`infer`: the same numbers, less data movement.
+        Without gradients (prediction, validation, evaluation) this is :meth:`infer`: the same numbers, less data
+        movement.
         """
+        wanted = self._wanted(scales)
         if not torch.is_grad_enabled() and not capturing_a_graph():
-            return self.infer(input_features, self.scales)
+            return self.infer(input_features, wanted)
         outputs: dict[int, torch.Tensor] = {}
         x = input_features[-1]
         for step, i in enumerate(range(4, -1, -1)):
@@ -83,9 +87,15 @@ class DepthDecoder(nn.Module):
             if self.use_skips and i > 0:
                 x = torch.cat([x, input_features[i - 1]], 1)
             x = self.decoder[2 * step + 1](x)
-            if i in self.scales:
+            if i in wanted:
                 outputs[i] = torch.sigmoid(self.decoder[10 + self.scales.index(i)](x))
         return outputs
+
+    def _wanted(self, scales: Iterable[int] | None) -> tuple[int, ...]:
+        wanted = self.scales if scales is None else tuple(scales)
+        if not set(wanted) <= set(self.scales):
+            raise ValueError(f"scales {wanted} are not all among the decoder's {self.scales}")
+        return wanted
 
     @torch.no_grad()
     def infer(self, input_features: Sequence[torch.Tensor], scales: Iterable[int] = (0,)) -> dict[int, torch.Tensor]:
@@ -97,9 +107,7 @@ class DepthDecoder(nn.Module):
         (forward pads, upsamples and concatenates in three passes), a map padded once serves both convolutions
         that read it, and the disparity convolutions of scales not asked for are not run.
         """
-        wanted = tuple(scales)
-        if not set(wanted) <= set(self.scales):
-            raise ValueError(f"scales {wanted} are not all among the decoder's {self.scales}")
+        wanted = self._wanted(scales)
         outputs: dict[int, torch.Tensor] = {}
         padded = _reflect_pad(input_features[-1])
         for step, i in enumerate(range(4, -1, -1)):

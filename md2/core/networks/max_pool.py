@@ -2,9 +2,9 @@
 
 torch's CPU kernel for NCHW pooling walks each plane's windows one element at a time; its channels-last kernel
 takes the maximum over channels in vector registers: on a (4, 64, 96, 320) map on the 2-core CI machine, 38 ->
-22 ms forward and 47 -> 32 ms forward + backward, conversions included. A maximum is exact, so the result is the same bit for bit; the first maximum of
-each window wins in both kernels, so the indices, and the gradients routed through them, are the same too
-(tested). On other devices, for inputs already in channels-last, and while a graph is being traced, compiled or
+22 ms forward and 47 -> 32 ms forward + backward, conversions included. A maximum is exact, so the result is the
+same bit for bit; the first maximum of each window wins in both kernels, so the indices, and the gradients
+routed through them, are the same too (tested). On other devices, for inputs already in channels-last, and while a graph is being traced, compiled or
 exported (whose graphs need no conversions), it is ``F.max_pool2d``.
 """
 

@@ -45,18 +45,15 @@ class StepOutputs:
 
 
 class Warpers(nn.Module):
-    """Backprojection and projection layers for every source scale (pixel grids cached as buffers)."""
+    """Backprojection and projection layers for every source scale (pixel grids cached as buffers): the grid
+    that warps a source image into the target view at scale s is ``project[s](backproject[s](depth, inv_K), K, T)``
+    (back-projected once per depth, projected once per source frame)."""
 
     def __init__(self, height: int, width: int, num_scales: int) -> None:
         super().__init__()
         sizes = [(height // 2**s, width // 2**s) for s in range(num_scales)]
         self.backproject = nn.ModuleList(BackprojectDepth(h, w) for h, w in sizes)
         self.project = nn.ModuleList(Project3D(h, w) for h, w in sizes)
-
-    def forward(self, depth: torch.Tensor, K: torch.Tensor, inv_K: torch.Tensor, T: torch.Tensor,
-                scale: int) -> torch.Tensor:
-        """Sampling grid (B, h, w, 2) in [-1, 1] that warps a source image into the target view."""
-        return self.project[scale](self.backproject[scale](depth, inv_K), K, T)
 
 
 def training_step(models: nn.ModuleDict, batch, config: TrainConfig, warpers: Warpers,
@@ -85,7 +82,6 @@ def synthesize_views(batch, outputs: StepOutputs, config: TrainConfig, warpers: 
             source_scale = 0
         depth = disp_to_depth(disp, config.model.min_depth, config.model.max_depth)[1]
         outputs.depth[scale] = depth
-        # The target's 3D points depend on the depth alone: back-projected once for every source frame.
         points = warpers.backproject[source_scale](depth, batch.inv_K[source_scale])
         for frame_id in config.frame_ids[1:]:
             T = _source_transform(frame_id, depth, batch, outputs, config)

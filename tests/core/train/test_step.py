@@ -69,7 +69,7 @@ def photometric_loss_with_depth(config, batch, depth):
     warpers = Warpers(64, 192, 4)
     synthesize_views(batch, outputs, config, warpers)
     for scale in range(4):  # redo the warps with the given depth
-        grid = warpers(depth, batch.K[0], batch.inv_K[0], batch.stereo_T, 0)
+        grid = warpers.project[0](warpers.backproject[0](depth, batch.inv_K[0]), batch.K[0], batch.stereo_T)
         outputs.warped[("s", scale)] = torch.nn.functional.grid_sample(
             batch.color["s"][0], grid, padding_mode="border", align_corners=True)
     return compute_losses(batch, outputs, config, SSIM())["loss"]
