@@ -1,4 +1,5 @@
-"""md2.allocator: freed memory is kept for reuse (glibc), the user's own malloc settings win."""
+"""md2.allocator: freed memory is kept for reuse (glibc), the user's own malloc settings win, the heap can be
+faulted in ahead of use."""
 
 from __future__ import annotations
 
@@ -52,3 +53,44 @@ def test_the_users_own_malloc_setting_wins():
     probe = _probe(MALLOC_TRIM_THRESHOLD_="1")
     assert probe["applied"] is False
     assert probe["env"] == {"MALLOC_TRIM_THRESHOLD_": "1"}  # nothing added for the processes it starts
+
+
+PREFAULT_PROBE = """
+import ctypes, json, resource, sys
+from md2.allocator import PREFAULT_CHUNK, keep_freed_memory, prefault_heap
+
+NBYTES = 16 * PREFAULT_CHUNK
+libc = ctypes.CDLL(None)
+libc.malloc.argtypes, libc.malloc.restype = (ctypes.c_size_t,), ctypes.c_void_p
+libc.memset.argtypes, libc.memset.restype = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t), ctypes.c_void_p
+applied = keep_freed_memory()
+thread = prefault_heap(NBYTES) if sys.argv[1] == "on" else None
+if thread is not None:
+    thread.join()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+size = PREFAULT_CHUNK - 4096
+for _ in range(8):  # half of it, below the mmap threshold (so from the heap), every byte written
+    libc.memset(libc.malloc(size), 1, size)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"applied": applied, "thread": thread is not None, "faults": faults, "pages": 8 * size // 4096,
+                  "tiny": prefault_heap(4096) is None}))
+"""
+
+
+def _prefault_probe(mode: str, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run([sys.executable, "-c", PREFAULT_PROBE, mode], capture_output=True, text=True,
+                            env={**clean, **env}, check=True, timeout=60)
+    return json.loads(result.stdout)
+
+
+def test_a_prefaulted_heap_serves_later_allocations_without_page_faults():
+    cold, warm = _prefault_probe("off"), _prefault_probe("on")
+    assert cold["applied"] and warm["applied"] and warm["thread"] and warm["tiny"]
+    assert cold["faults"] > cold["pages"] // 2  # without it, every page of the new arrays is faulted in
+    assert warm["faults"] < warm["pages"] // 20  # with it, the pages were faulted in by the thread beforehand
+
+
+def test_nothing_is_prefaulted_when_the_users_malloc_settings_are_kept():
+    probe = _prefault_probe("on", MALLOC_MMAP_THRESHOLD_="131072")
+    assert probe["applied"] is False and probe["thread"] is False

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from md2.core.train.config import MODALITIES, SECTIONS, build_config
+from md2.core.train.prefault import start_prefault
 from md2.errors import UsageError
 
 NAME = "train"
@@ -96,6 +97,7 @@ def command(ctx: typer.Context, **options: Any) -> None:
         resume_training(resume, overrides=options, console=console, verbose=verbose)
         return
     config = build_config(options, modality=modality, config_file=config_file)
+    start_prefault(config)  # on the CPU, the first step's memory is faulted in while torch is imported
     from md2.core.train.loop import run_training
 
     run_training(config, console=console, verbose=verbose)
