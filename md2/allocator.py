@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import sys
 import threading
 
@@ -33,14 +34,19 @@ def keep_freed_memory() -> bool:
     """Apply the thresholds to this process (once) and, through the environment, to the processes it starts.
 
     A no-op returning False when the C library is not glibc (macOS, Windows, musl) or when the user set either
-    MALLOC_*_THRESHOLD_ variable (their choice wins). True when glibc accepted both settings.
+    MALLOC_*_THRESHOLD_ variable (their choice wins). True when glibc accepted both settings, or read them from
+    the environment at start-up (a process started by md2, with md2's values).
     """
     global _applied
     if _applied is not None:
         return _applied
     _applied = False
-    if not sys.platform.startswith("linux") or any(name in os.environ for name in ENVIRONMENT):
+    if not sys.platform.startswith("linux"):
         return False
+    if any(name in os.environ for name in ENVIRONMENT):
+        # glibc read them when this process started: md2's own when an md2 parent passed them on, else the user's.
+        _applied = platform.libc_ver()[0] == "glibc" and all(os.environ.get(k) == v for k, v in ENVIRONMENT.items())
+        return _applied
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter is linked against
     except (OSError, AttributeError):

@@ -91,6 +91,13 @@ def test_a_prefaulted_heap_serves_later_allocations_without_page_faults():
     assert warm["faults"] < warm["pages"] // 20  # with it, the pages were faulted in by the thread beforehand
 
 
+def test_a_process_started_by_md2_with_its_settings_can_prefault_too():
+    from md2.allocator import ENVIRONMENT
+
+    probe = _prefault_probe("on", **ENVIRONMENT)  # e.g. md2 train run by a benchmark that applied them itself
+    assert probe["applied"] and probe["thread"] and probe["faults"] < probe["pages"] // 20
+
+
 def test_nothing_is_prefaulted_when_the_users_malloc_settings_are_kept():
     probe = _prefault_probe("on", MALLOC_MMAP_THRESHOLD_="131072")
     assert probe["applied"] is False and probe["thread"] is False
