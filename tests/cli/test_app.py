@@ -135,3 +135,62 @@ def test_predicting_a_photo_imports_neither_the_compiler_nor_torchvision_nor_onn
     imported = _modules_after("predict", str(tmp_path / "photo.jpg"), "--weights", str(weights), "-q")
     assert "torch" in imported and (tmp_path / "photo_disp.jpeg").exists()
     assert not {name for name in imported if name.startswith(("torch._dynamo", "torchvision", "onnx"))}
+
+
+def _run_watching_the_exit(tmp_path, args: list[str], before: str = "") -> tuple[subprocess.CompletedProcess, bool]:
+    """Run ``md2 ARGS`` as the console script does, noting whether the process ended through os._exit (after
+    the atexit handlers, which write tmp_path/atexit_ran). ``before`` runs first (Python source)."""
+    code = ("import atexit, os, sys, threading\n"
+            "ended = os._exit\n"
+            "def watched(code):\n"
+            "    print('os._exit', code, file=sys.stderr, flush=True)\n"
+            "    ended(code)\n"
+            "os._exit = watched\n"
+            f"atexit.register(lambda: open({str(tmp_path / 'atexit_ran')!r}, 'w').close())\n"
+            f"{before}\n"
+            f"sys.argv = ['md2', *{args!r}]\n"
+            "from md2.cli.app import main\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=_environment(None))
+    return result, "os._exit 0" in result.stderr
+
+
+def test_a_successful_command_skips_libtorchs_teardown_after_pythons_exit_work(tmp_path, weights):
+    import numpy as np
+    from PIL import Image
+
+    Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / "photo.jpg")
+    result, fast = _run_watching_the_exit(tmp_path, ["predict", str(tmp_path / "photo.jpg"), "--weights",
+                                                     str(weights)])
+    assert result.returncode == 0 and fast, result.stderr[-2000:]
+    assert (tmp_path / "atexit_ran").exists()  # Python's exit work was done
+    assert "1 of 1 image" in result.stderr  # the summary printed just before the end was flushed
+    assert np.load(tmp_path / "photo_disp.npy").shape == (1, 1, 64, 192)
+    assert Image.open(tmp_path / "photo_disp.jpeg").size == (96, 32)
+
+
+def test_a_thread_still_running_gets_the_interpreters_usual_exit(tmp_path, weights):
+    from PIL import Image
+
+    Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / "photo.jpg")
+    late = tmp_path / "late"
+    output = tmp_path / "photo_disp.jpeg"
+    thread = ("import time\n"  # still running when the command returns: it ends 0.5 s after the last output
+              "def late():\n"
+              f"    while not os.path.exists({str(output)!r}):\n"
+              "        time.sleep(0.01)\n"
+              "    time.sleep(0.5)\n"
+              f"    open({str(late)!r}, 'w').close()\n"
+              "threading.Thread(target=late).start()")
+    result, fast = _run_watching_the_exit(tmp_path, ["predict", str(tmp_path / "photo.jpg"), "--weights",
+                                                     str(weights), "-q"], before=thread)
+    assert result.returncode == 0 and not fast, result.stderr[-2000:]
+    assert late.exists() and (tmp_path / "atexit_ran").exists()
+
+
+def test_a_failed_command_or_one_without_torch_exits_as_usual(tmp_path):
+    result, fast = _run_watching_the_exit(tmp_path, ["predict", str(tmp_path / "missing.jpg")])
+    assert result.returncode != 0 and not fast
+    result, fast = _run_watching_the_exit(tmp_path, ["--version"])
+    assert result.returncode == 0 and not fast and (tmp_path / "atexit_ran").exists()
