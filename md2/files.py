@@ -25,7 +25,10 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
         handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{keep}", dir=path.parent)
     except OSError as error:
         raise DataError(f"cannot write {path}: {error.strerror or error}") from None
-    os.close(handle)
+    try:
+        give_new_file_mode(handle)
+    finally:
+        os.close(handle)
     temporary = Path(name)
     try:
         yield temporary
@@ -36,3 +39,27 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def give_new_file_mode(handle: int) -> None:
+    """Give the open file ``handle`` the permissions any new file gets here (0666 less the umask).
+
+    tempfile.mkstemp creates files readable by their owner only; an output written under such a name and
+    renamed into place should look as if it had been written in place."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(handle, 0o666 & ~umask())
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system shows it (Linux); elsewhere set and
+    restored at once (new folders get 0777 less it, new files 0666 less it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -30,6 +30,7 @@ from pathlib import Path
 from PIL import Image
 
 from md2.errors import DataError
+from md2.files import give_new_file_mode
 
 QUALITY = 92
 SUBSAMPLING_420 = 2
@@ -219,6 +220,7 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
     temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as stream:
+            give_new_file_mode(stream.fileno())  # readable as the PNG beside it, not by its owner only
             stream.write(encoded.getbuffer())
             stream.flush()
             os.fsync(stream.fileno())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
+import sys
 import zipfile
 from pathlib import Path
 
@@ -83,6 +86,20 @@ def test_first_use_downloads_then_the_cache_serves_offline(tmp_path, prefix):
     assert fetch_model(NAME, cache_dir=tmp_path / "home", base_url=server.url(), progress=False) == folder
     assert cached_files(tmp_path / "home") == ["models", "models/" + NAME, f"models/{NAME}/depth.pth",
                                                f"models/{NAME}/encoder.pth"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+@pytest.mark.parametrize("prefix", ["", f"{NAME}/"], ids=["files_at_root", "one_folder"])
+def test_a_cached_model_has_the_permissions_of_new_files_and_folders(tmp_path, prefix):
+    source = tiny_folder(tmp_path / "src")
+    previous = os.umask(0o022)
+    try:
+        with LocalServer({PATH: zip_folder(source, prefix)}) as server:
+            folder = fetch_model(NAME, cache_dir=tmp_path / "home", base_url=server.url(), progress=False)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # not mkdtemp's 0700: a shared cache stays readable
+    assert {stat.S_IMODE((folder / name).stat().st_mode) for name in ("encoder.pth", "depth.pth")} == {0o644}
 
 
 def test_md2_home_and_md2_zoo_url_choose_the_cache_and_the_server(tmp_path, tiny_zip, monkeypatch):

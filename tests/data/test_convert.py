@@ -4,7 +4,10 @@ resuming, and failures that keep every PNG."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,16 @@ def test_jpegs_have_the_reference_sampling_factors_and_quality_92_tables(tree):
         assert decoded.shape == original.shape
         psnr = 10 * np.log10(255 ** 2 / np.mean((decoded - original) ** 2))
         assert 30 < psnr < 60  # lossy, but close
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_converted_jpegs_have_the_permissions_of_new_files(tree):
+    previous = os.umask(0o022)
+    try:
+        convert_tree(tree, jobs=1, progress=False)
+    finally:
+        os.umask(previous)
+    assert {stat.S_IMODE(jpeg.stat().st_mode) for jpeg in tree.rglob("*.jpg")} == {0o644}  # not mkstemp's 0600
 
 
 def test_report_counts_bytes_of_every_png_and_jpeg(tree):

@@ -1,0 +1,43 @@
+"""md2.files.atomic_path: complete files under their final name, with the permissions of any new file."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import pytest
+
+from md2.errors import DataError
+from md2.files import atomic_path
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_written_file_has_the_permissions_of_a_new_file_under_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "out.npy") as temporary:
+            temporary.write_bytes(b"data")
+        with open(tmp_path / "plain", "wb") as plain:  # what writing in place would give
+            plain.write(b"data")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "out.npy").stat().st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def test_a_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("writer failed")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_a_missing_folder_is_one_data_error(tmp_path):
+    with pytest.raises(DataError, match="cannot write"):
+        with atomic_path(tmp_path / "missing" / "out.txt"):
+            pass
