@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from md2.core.train.config import MODALITIES, SECTIONS, build_config
-from md2.core.train.prefault import start_prefault
+from md2.core.train.prefault import start_prefault, start_prefault_for_run
 from md2.errors import UsageError
 
 NAME = "train"
@@ -89,10 +89,10 @@ def command(ctx: typer.Context, **options: Any) -> None:
     # Only what the user typed overrides presets and YAML files; the shown defaults are the dataclass's.
     options = {name: value for name, value in options.items() if _given(ctx, name)}
     if resume is not None:
-        from md2.core.train.loop import resume_training
-
         if modality is not None or config_file is not None:
             raise UsageError("--resume continues a run with its saved options; --modality and --config do not apply")
+        start_prefault_for_run(resume)
+        from md2.core.train.loop import resume_training
 
         resume_training(resume, overrides=options, console=console, verbose=verbose)
         return

@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 
 from md2.allocator import prefault_heap
-from md2.core.train.config import TrainConfig
+from md2.core.train.config import TrainConfig, build_config
+from md2.errors import MD2Error
 
 HEAP_BYTES_PER_SAMPLE_PIXEL = {2: 3200, 3: 4500}
 """Fresh heap per sample and input pixel of a ResNet-18 fp32 run's first steps, by frames per sample (2:
@@ -41,6 +42,16 @@ def start_prefault(config: TrainConfig) -> threading.Thread | None:
     """Start faulting in :func:`expected_heap_bytes` (capped by the available memory); the thread or None."""
     nbytes = min(expected_heap_bytes(config), _available_memory() // MEMORY_SHARE)
     return prefault_heap(nbytes)
+
+
+def start_prefault_for_run(run_dir: Path | str) -> threading.Thread | None:
+    """:func:`start_prefault` for resuming the run in ``run_dir``, from the options it saved (RUN/opt.yaml).
+    Nothing where they cannot be read: resuming reports that run folder itself."""
+    try:
+        config = build_config(config_file=Path(run_dir).expanduser() / "opt.yaml")
+    except MD2Error:
+        return None
+    return start_prefault(config)
 
 
 def _trains_on_cpu(device: str) -> bool:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from md2.core.train import prefault
-from md2.core.train.config import build_config
+from md2.core.train.config import build_config, save_yaml
 
 
 def _config(**options):
@@ -48,6 +47,16 @@ def test_the_prefault_is_capped_by_the_available_memory(monkeypatch):
     monkeypatch.setattr(prefault, "_available_memory", lambda: 0)  # unreadable: nothing
     prefault.start_prefault(_config())
     assert asked[-1] == 0
+
+
+def test_a_resumed_run_is_prefaulted_from_the_options_it_saved(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(prefault, "prefault_heap", lambda nbytes: asked.append(nbytes))
+    monkeypatch.setattr(prefault, "_available_memory", lambda: 64 * 2**30)
+    save_yaml(_config(batch_size=2, height=96, width=320), tmp_path / "opt.yaml")
+    prefault.start_prefault_for_run(tmp_path)
+    assert asked == [4500 * 2 * 96 * 320]
+    assert prefault.start_prefault_for_run(tmp_path / "no_run") is None and len(asked) == 1  # resuming reports it
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/meminfo")
