@@ -12,6 +12,7 @@ The resident memory stays near its peak instead of shrinking between uses; the p
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -47,12 +48,10 @@ def keep_freed_memory() -> bool:
         # glibc read them when this process started: md2's own when an md2 parent passed them on, else the user's.
         _applied = platform.libc_ver()[0] == "glibc" and all(os.environ.get(k) == v for k, v in ENVIRONMENT.items())
         return _applied
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter is linked against
-    except (OSError, AttributeError):
+    libc = _libc()
+    if libc is None:
         return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
+    if libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
         os.environ.update(ENVIRONMENT)
         _applied = True
     return _applied
@@ -76,12 +75,8 @@ def prefault_heap(nbytes: int) -> threading.Thread | None:
     """
     if nbytes < PREFAULT_CHUNK or not keep_freed_memory():
         return None
-    libc = ctypes.CDLL(None)
-    libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    libc.malloc.argtypes, libc.malloc.restype = (ctypes.c_size_t,), ctypes.c_void_p
-    libc.free.argtypes, libc.free.restype = (ctypes.c_void_p,), None
-    libc.memset.argtypes, libc.memset.restype = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t), ctypes.c_void_p
-    if libc.mallopt(M_TOP_PAD, int(min(nbytes, 2**31 - 1))) != 1:
+    libc = _libc()
+    if libc is None or libc.mallopt(M_TOP_PAD, int(min(nbytes, 2**31 - 1))) != 1:
         return None
     blocks = []
     for _ in range(nbytes // PREFAULT_CHUNK):
@@ -98,3 +93,18 @@ def prefault_heap(nbytes: int) -> threading.Thread | None:
     thread = threading.Thread(target=fault_in, name="md2-prefault", daemon=True)
     thread.start()
     return thread
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library the interpreter is linked against, with the prototypes used here (None without them)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        libc.malloc.argtypes, libc.malloc.restype = (ctypes.c_size_t,), ctypes.c_void_p
+        libc.free.argtypes, libc.free.restype = (ctypes.c_void_p,), None
+        libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+        libc.memset.restype = ctypes.c_void_p
+    except (OSError, AttributeError):
+        return None
+    return libc

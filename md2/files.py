@@ -45,9 +45,17 @@ def give_new_file_mode(handle: int) -> None:
     """Give the open file ``handle`` the permissions any new file gets here (0666 less the umask).
 
     tempfile.mkstemp creates files readable by their owner only; an output written under such a name and
-    renamed into place should look as if it had been written in place."""
+    renamed into place should look as if it had been written in place. Where the file system has no such
+    permissions (it refuses the change), the file is written as it is."""
     if hasattr(os, "fchmod"):
-        os.fchmod(handle, 0o666 & ~umask())
+        with contextlib.suppress(OSError):
+            os.fchmod(handle, 0o666 & ~umask())
+
+
+def give_new_folder_mode(path: Path) -> None:
+    """:func:`give_new_file_mode` for a folder (0777 less the umask), e.g. one made by tempfile.mkdtemp."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o777 & ~umask())
 
 
 def umask() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from md2.errors import DownloadError, UsageError
-from md2.files import umask
+from md2.files import give_new_folder_mode
 
 OFFICIAL_URL = "https://storage.googleapis.com/niantic-lon-static/research/monodepth2"
 DEFAULT_MODEL = "mono+stereo_640x192"
@@ -128,7 +128,7 @@ def _unpack(archive: Path, target: Path, url: str, safe_extract) -> None:
                                 "the model name and the mirror (MD2_ZOO_URL)")
         shutil.rmtree(target, ignore_errors=True)  # an incomplete folder left by hand
         if weights == staging:  # mkdtemp's folder is its owner's only; the cache's models are not
-            os.chmod(weights, 0o777 & ~umask())
+            give_new_folder_mode(weights)
         os.replace(weights, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

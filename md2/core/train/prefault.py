@@ -8,7 +8,6 @@ imports torch: the point is to run before it.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -31,8 +30,7 @@ def expected_heap_bytes(config: TrainConfig) -> int:
     """Fresh host memory the first steps of ``config`` allocate when they run on the CPU (0 on a GPU)."""
     if not _trains_on_cpu(config.run.device):
         return 0
-    frames = min(len(config.frame_ids), max(HEAP_BYTES_PER_SAMPLE_PIXEL))
-    per_pixel = HEAP_BYTES_PER_SAMPLE_PIXEL[max(frames, min(HEAP_BYTES_PER_SAMPLE_PIXEL))]
+    per_pixel = HEAP_BYTES_PER_SAMPLE_PIXEL[2 if len(config.frame_ids) <= 2 else 3]
     if config.run.amp:
         per_pixel //= 2  # bf16 activations
     return per_pixel * config.optim.batch_size * config.data.height * config.data.width
