@@ -31,7 +31,8 @@ from benchmarks.common import emit, machine, median_seconds, rate
 from benchmarks.inference import _random_modules, _street_photo
 from md2.core.checkpoint import save_weights_folder
 from md2.core.inference import DepthPredictor, fast_bf16
-from md2.core.predict import PredictOptions, collect_inputs, default_batch_size, predict_images
+from md2.core.pictures import collect_inputs
+from md2.core.predict import PredictOptions, default_batch_size, predict_images
 
 SHARED_PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "images" / "test_image.jpg"
 TARGET = {"folder_speedup": 1.5, "one_photo_speedup": 1.5, "in_process_share_of_network": 0.85}

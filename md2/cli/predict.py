@@ -3,6 +3,7 @@ test_simple.py)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,8 +64,7 @@ def command(
 ) -> None:
     """Predict depth for photos and videos with a pretrained or trained Monodepth2 model (the reference's
     test_simple.py)."""
-    from md2.core.exported import load_predictor
-    from md2.core.predict import PredictOptions, collect_inputs, default_batch_size
+    from md2.core.pictures import collect_inputs
     from md2.data.video_io import FrameRange, is_video
 
     console = status_console(quiet, verbose)
@@ -85,24 +85,29 @@ def command(
         label = name
     else:
         label = str(weights)
-    predictor = load_predictor(weights, device=device, precision=precision)
-    if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
-        console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no metric scale")
-    batch_size = batch_size or default_batch_size(predictor)
-    if verbose:
-        console.print(f"{_count(images, videos)}; model {escape(label)} from "
-                      f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
-                      f"{predictor.precision}; batch size {batch_size}")
-    failed = []
-    if images:
-        options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
-        failed += _images(predictor, images, options, console, quiet, verbose)
-    if videos:
-        from md2.core.video_predict import VideoOptions
+    with _prepared_ahead(images, weights) as ahead:  # while torch is imported and the model loaded
+        from md2.core.exported import load_predictor
+        from md2.core.predict import PredictOptions, default_batch_size
 
-        options = VideoOptions(output_dir, side_by_side, save_frames, pred_metric_depth, save_depth_png,
-                               FrameRange(start, end, every), overwrite, batch_size)
-        failed += _videos(predictor, videos, options, console, quiet, verbose)
+        predictor = load_predictor(weights, device=device, precision=precision)
+        if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
+            console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
+                          "metric scale")
+        batch_size = batch_size or default_batch_size(predictor)
+        if verbose:
+            console.print(f"{_count(images, videos)}; model {escape(label)} from "
+                          f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
+                          f"{predictor.precision}; batch size {batch_size}")
+        failed = []
+        if images:
+            options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
+            failed += _images(predictor, images, options, console, quiet, verbose, ahead)
+        if videos:
+            from md2.core.video_predict import VideoOptions
+
+            options = VideoOptions(output_dir, side_by_side, save_frames, pred_metric_depth, save_depth_png,
+                                   FrameRange(start, end, every), overwrite, batch_size)
+            failed += _videos(predictor, videos, options, console, quiet, verbose)
     if len(paths) == 1 and failed:  # nothing else to report: the reason is the one line
         raise DataError(failed[0])
     for reason in failed:
@@ -121,7 +126,24 @@ def _count(images: list, videos: list) -> str:
     return " and ".join(parts)
 
 
-def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool) -> list[str]:
+@contextmanager
+def _prepared_ahead(images: list[Path], weights: Path):
+    """The first images decoded and resized in a thread from now on (:class:`md2.core.pictures.PreparedAhead`),
+    when the weights folder tells its input size without torch (:mod:`md2.core.checkpoint_header`); else None.
+    Stopped and joined on the way out, whatever happened."""
+    from md2.core.checkpoint_header import network_size
+    from md2.core.pictures import PreparedAhead
+
+    size = network_size(weights) if images and Path(weights).is_dir() else None
+    ahead = PreparedAhead(images, *size) if size is not None else None
+    try:
+        yield ahead
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose: bool, ahead=None) -> list[str]:
     """The images through the predict pipeline under one progress bar; the reasons of those that failed."""
     from md2.core.predict import predict_images
 
@@ -133,7 +155,7 @@ def _images(predictor, paths: list[Path], options, console, quiet: bool, verbose
     with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                   disable=quiet or verbose or len(paths) < 2 or not console.is_terminal, transient=True) as progress:
         task = progress.add_task("predict", total=len(paths))
-        report = predict_images(predictor, paths, options, on_image=on_image)
+        report = predict_images(predictor, paths, options, on_image=on_image, ahead=ahead)
     return [reason for _, reason in report.failed]
 
 

@@ -26,21 +26,12 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 
+from md2.core.pictures import Prepared
 from md2.errors import DataError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 _END = object()
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One input ready for the network."""
-
-    pixels: np.ndarray
-    """(height, width, 3) uint8 RGB at the network's size."""
-    original: tuple[int, int]
-    """(height, width) of the input picture, in pixels."""
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import glob
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
-from md2.core.pipeline import Prepared, Stages, run_pipeline
+from md2.core.pictures import Prepared, PreparedAhead, network_pixels, prepare_image, read_rgb
+from md2.core.pipeline import Stages, run_pipeline
 from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
@@ -24,8 +24,6 @@ FAST_BATCH_PIXELS = 4 * 640 * 192
 fours; 1024x320 gives 10.4 one at a time but 6.6 in fours (its batch no longer fits the caches)."""
 PIPELINE_WORKERS = 2
 """Threads decoding and writing beside the network (measured: benchmarks.predict)."""
-OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
-"""Names md2 (and the reference) write; never taken as inputs on a later run."""
 
 
 @dataclass(frozen=True)
@@ -55,45 +53,6 @@ def default_batch_size(predictor: DepthPredictor) -> int:
     return max(1, FAST_BATCH_PIXELS // (predictor.height * predictor.width))
 
 
-def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
-    """Expand files, folders (``*.ext`` inside) and glob patterns into a sorted list of images.
-
-    Outputs of earlier runs (``*_disp.jpeg`` ...) are skipped. A path that matches nothing is a DataError.
-    """
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            matches = sorted(path.glob(f"*.{ext.lstrip('.')}"))
-        elif path.is_file():
-            matches = [path]
-        else:
-            matches = [Path(p) for p in sorted(glob.glob(str(path))) if Path(p).is_file()]
-            if not matches:
-                raise DataError(f"no such file, folder or pattern: {item}")
-        found.extend(p for p in matches if not p.name.endswith(OUTPUT_SUFFIXES))
-    unique = list(dict.fromkeys(found))
-    if not unique:
-        raise DataError(f"no images to predict in {', '.join(map(str, inputs))} (looked for *.{ext})")
-    return unique
-
-
-def prepare_image(path: Path, width: int, height: int) -> Prepared:
-    """The pipeline's preparation of a photo: decoded, LANCZOS-resized pixels (no torch: a worker thread)."""
-    rgb = read_rgb(path)
-    return Prepared(network_pixels(rgb, width, height), (rgb.height, rgb.width))
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """A picture file as RGB; a DataError naming it when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image if image.mode == "RGB" else image.convert("RGB")  # an RGB file: no copy
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
-
-
 def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Read an RGB image and resize it to the network's size with LANCZOS (Pillow's old ANTIALIAS).
 
@@ -102,12 +61,6 @@ def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple
     rgb = read_rgb(path)
     pixels = network_pixels(rgb, width, height)
     return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0), (rgb.height, rgb.width)
-
-
-def network_pixels(rgb: Image.Image, width: int, height: int) -> np.ndarray:
-    """An RGB picture resized with LANCZOS (Pillow's old ANTIALIAS, the reference's filter) to the network's
-    width x height: (height, width, 3) uint8."""
-    return np.array(rgb.resize((width, height), Image.LANCZOS), dtype=np.uint8)
 
 
 def batch_disparity(predictor: DepthPredictor, pixels: np.ndarray) -> torch.Tensor:
@@ -187,14 +140,26 @@ def write_depth_png(stem: Path, depth: np.ndarray) -> Path:
 
 
 def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,
-                   on_image: Callable[[Path], None] | None = None, workers: int = PIPELINE_WORKERS) -> PredictReport:
+                   on_image: Callable[[Path], None] | None = None, workers: int = PIPELINE_WORKERS,
+                   ahead: PreparedAhead | None = None) -> PredictReport:
     """Predict every image in ``paths``; unreadable images are reported, the rest still run.
 
     Through :func:`md2.core.pipeline.run_pipeline`: the next images are decoded and resized, and the previous
     ones colour-mapped and written, while the network runs. ``on_image(path)`` is called for every path in
-    input order once its outputs are written (or it was found unreadable).
+    input order once its outputs are written (or it was found unreadable). ``ahead``: pictures already being
+    prepared (at this predictor's size, else it is not used), taken over here and closed on return.
     """
     report = PredictReport()
+    width, height = predictor.width, predictor.height
+    if ahead is not None and (ahead.width, ahead.height) != (width, height):
+        ahead.close()
+        ahead = None
+    if ahead is not None:
+        ahead.stop()  # the pipeline's workers prepare the rest
+
+    def prepare(path: Path) -> Prepared:
+        ready = ahead.take(path) if ahead is not None else None
+        return ready if ready is not None else prepare_image(path, width, height)
 
     def done(path: Path, outcome: list[Path] | DataError) -> None:
         if isinstance(outcome, DataError):
@@ -205,10 +170,14 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
             on_image(path)
 
     stages = Stages(
-        prepare=lambda path: prepare_image(path, predictor.width, predictor.height),
+        prepare=prepare,
         network=lambda pixels: batch_disparity(predictor, pixels),
         after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
                                                              options.pred_metric_depth, options.save_depth_png),
         finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
-    run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
+    try:
+        run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
+    finally:
+        if ahead is not None:
+            ahead.close()
     return report

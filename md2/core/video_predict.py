@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from md2.core.inference import DepthPredictor
-from md2.core.pipeline import Prepared, Stages, run_pipeline
-from md2.core.predict import (PIPELINE_WORKERS, ImageArrays, batch_disparity, image_arrays, network_pixels,
-                              write_depth_png, write_npy)
+from md2.core.pictures import Prepared, network_pixels
+from md2.core.pipeline import Stages, run_pipeline
+from md2.core.predict import PIPELINE_WORKERS, ImageArrays, batch_disparity, image_arrays, write_depth_png, write_npy
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,42 @@ def test_python_api_loads_a_weights_folder_and_predicts(weights):
     model = md2.load_model(weights, device="cpu")
     depth = model.predict_depth(Image.new("RGB", (150, 50), (100, 120, 90)))
     assert depth.shape == (50, 150) and np.isfinite(depth).all() and depth.min() > 0
+
+
+def test_a_folder_is_prepared_while_torch_is_imported(tmp_path, weights):
+    """In a fresh interpreter the first pictures are decoded and resized while torch is being imported and the
+    model loaded: the pipeline finds them done (what it takes is counted) and writes the files it writes without."""
+    for index in range(4):
+        street_image(tmp_path / f"f{index}.png", width=200 + 10 * index)
+    script = f"""
+import sys
+import md2.core.pictures as pictures
+from md2.cli.app import main
+taken, original = [], pictures.PreparedAhead.take
+def take(self, path):
+    ready = original(self, path)
+    taken.append(ready is not None)
+    return ready
+pictures.PreparedAhead.take = take
+assert "torch" not in sys.modules
+try:
+    main(["predict", {str(tmp_path)!r}, "--ext", "png", "--weights", {str(weights)!r}, "--output-dir",
+          {str(tmp_path / "ahead")!r}, "--quiet"])
+except SystemExit as end:
+    assert not end.code, end.code
+print(taken)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[True,", "True,", "True,", "True]"]
+    from md2.core.exported import load_predictor
+    from md2.core.pictures import collect_inputs
+    from md2.core.predict import PredictOptions, default_batch_size, predict_images
+
+    predictor = load_predictor(weights, device="auto", precision="auto")  # md2 predict's defaults, nothing ahead
+    options = PredictOptions(tmp_path / "plain", batch_size=default_batch_size(predictor))
+    assert not predict_images(predictor, collect_inputs([str(tmp_path)], "png"), options).failed
+    for index in range(4):
+        for suffix in ("_disp.npy", "_disp.jpeg"):
+            name = f"f{index}{suffix}"
+            assert (tmp_path / "ahead" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()

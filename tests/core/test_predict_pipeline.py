@@ -20,6 +20,7 @@ from PIL import Image
 
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
 from md2.core.networks import DepthDecoder, ResnetEncoder
+from md2.core.pictures import PreparedAhead
 from md2.core.predict import PredictOptions, load_image, predict_images
 from md2.core.visualize import MAGMA, colorize_disparity
 from md2.errors import DataError
@@ -126,3 +127,25 @@ def test_default_batch_size_is_one_on_the_exact_path_and_else_by_pixels(precisio
     predictor = DepthPredictor(encoder, DepthDecoder(encoder.num_ch_enc).eval(), *size, False, torch.device("cpu"),
                                precision=precision)
     assert default_batch_size(predictor) == batch
+
+
+@pytest.mark.parametrize("budget_pictures, size_matches", [(100, True), (2, True), (100, False)],
+                         ids=["all-ahead", "two-ahead", "other-size"])
+def test_pictures_prepared_ahead_give_the_same_files(tmp_path, fp32_predictor, photos, budget_pictures,
+                                                     size_matches):
+    """md2 predict starts preparing pictures before the model is loaded; whichever prepares a picture (ahead,
+    or the pipeline for those it did not reach), the files, their order and the bad image's report are as
+    without it. Pictures prepared at another size than the network's are not used."""
+    width, height = fp32_predictor.width, fp32_predictor.height
+    if not size_matches:
+        width += 32
+    ahead = PreparedAhead(photos, width, height, budget=budget_pictures * width * height * 3)
+    ahead.stop()  # whatever was prepared by now, and at most the picture in hand
+    options = PredictOptions(tmp_path, False, False, 3)
+    report = predict_images(fp32_predictor, photos, options, ahead=ahead)
+    assert [path for path, _ in report.failed] == [photos[3]] and "p3.png" in report.failed[0][1]
+    expected = serial_outputs(fp32_predictor, photos, options)
+    for name, content in expected.items():
+        assert (tmp_path / name).read_bytes() == content, name
+    assert [p.name for p in report.written] == list(expected)
+    assert not ahead._thread.is_alive()  # closed by predict_images
