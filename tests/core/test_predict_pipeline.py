@@ -74,24 +74,6 @@ def fp32_predictor() -> DepthPredictor:
     return DepthPredictor(encoder, DepthDecoder(encoder.num_ch_enc).eval(), 64, 192, True, torch.device("cpu"))
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> list[Path]:
-    """Eight pictures of different sizes and formats, one of them unreadable, in a fixed order."""
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    paths = []
-    for index in range(8):
-        path = folder / f"p{index}.{'png' if index % 2 else 'jpg'}"
-        if index == 3:
-            path.write_bytes(b"not an image")
-        else:
-            height, width = 90 + 7 * index, 260 + 31 * index
-            rows = np.linspace(230, 30, height)[:, None, None]
-            Image.fromarray(np.clip(rows + rng.normal(0, 30, (height, width, 3)), 0, 255).astype(np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("metric, depth_png", [(False, False), (True, True)])
 def test_pipeline_files_equal_the_serial_loop_byte_for_byte(tmp_path, fp32_predictor, photos, batch_size, metric,
