@@ -134,7 +134,7 @@ def _prepared_ahead(images: list[Path], weights: Path):
     from md2.core.checkpoint_header import network_size
     from md2.core.pictures import PreparedAhead
 
-    size = network_size(weights) if images and Path(weights).is_dir() else None
+    size = network_size(weights) if images else None  # None for an exported model's file too
     ahead = PreparedAhead(images, *size) if size is not None else None
     try:
         yield ahead
