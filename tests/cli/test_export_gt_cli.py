@@ -96,3 +96,15 @@ def test_a_full_disk_is_one_line_and_the_earlier_file_survives(synth_raw, splits
     assert (splits / "eigen" / "gt_depths.npz").read_bytes() == earlier
     assert sorted(p.name for p in (splits / "eigen").iterdir()) == ["gt_depths.npz", "test_files.txt",
                                                                     "train_files.txt", "val_files.txt"]
+
+
+def test_an_empty_scan_is_one_line_naming_it_and_no_file_is_written(synth_raw, splits, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / "2011_09_26", data / "2011_09_26", ignore=shutil.ignore_patterns("rendered_depth"))
+    scan = data / "2011_09_26" / "2011_09_26_drive_0001_sync" / "velodyne_points" / "data" / "0000000002.bin"
+    scan.write_bytes(b"")
+    result = run_md2("export-gt", "--data-path", str(data), "--split", "eigen", "--splits-dir", str(splits))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = result.stderr.replace("\n", "")
+    assert len(result.stderr.strip().splitlines()) == 1 and str(scan) in message and "no point in the image" in message
+    assert not (splits / "eigen" / "gt_depths.npz").exists()
