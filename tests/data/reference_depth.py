@@ -21,15 +21,12 @@ def reference_depth_map(P: np.ndarray, shape: tuple[int, int], points: np.ndarra
     kept = np.asarray(points)[np.asarray(points)[:, 0] >= 0]
     homogeneous = np.column_stack([kept[:, :3], np.ones(len(kept), dtype=kept.dtype)])
     projected = np.dot(P, homogeneous.T).T
-    rows, cols, depths = [], [], []
-    for point, (x, y, z) in zip(kept, projected):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u, v = np.round(x / z) - 1, np.round(y / z) - 1
-        if not (u >= 0 and v >= 0 and u < width and v < height):
-            continue
-        rows.append(int(v))
-        cols.append(int(u))
-        depths.append(float(point[0]) if vel_depth else float(z))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.round(projected[:, 0] / projected[:, 2]) - 1
+        v = np.round(projected[:, 1] / projected[:, 2]) - 1
+    inside = (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    rows, cols = v[inside].astype(int).tolist(), u[inside].astype(int).tolist()
+    depths = (kept[:, 0].astype(np.float64) if vel_depth else projected[:, 2])[inside].tolist()
     depth = np.zeros(shape)
     for row, col, value in zip(rows, cols, depths):  # (a)
         depth[row, col] = value
