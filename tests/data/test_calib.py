@@ -38,25 +38,6 @@ def write_scan(path: Path, points) -> Path:
     return path
 
 
-def loop_depth_map(P: np.ndarray, shape: tuple[int, int], points: np.ndarray, vel_depth: bool) -> np.ndarray:
-    """The projection written as a plain loop over points, to check the vectorised one against."""
-    depth = np.zeros(shape)
-    seen: dict[tuple[int, int], float] = {}
-    for point in points:
-        if point[0] < 0:
-            continue
-        x, y, z = P @ np.array([point[0], point[1], point[2], 1.0])
-        u, v = np.round(x / z) - 1, np.round(y / z) - 1
-        if not (0 <= u < shape[1] and 0 <= v < shape[0]):
-            continue
-        value = point[0] if vel_depth else z
-        key = (int(v), int(u))
-        seen[key] = min(seen.get(key, np.inf), value)
-    for (v, u), value in seen.items():
-        depth[v, u] = max(value, 0.0)
-    return depth
-
-
 def test_calib_time_and_other_text_values_are_skipped(tmp_path):
     path = tmp_path / "calib.txt"
     path.write_text("calib_time: 09-Jan-2012 13:57:47\nS_rect_02: 1.242000e+03 3.750000e+02\n\n"
@@ -150,7 +131,7 @@ def test_rectifying_rotation_is_applied(tmp_path):
     points32 = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)[:, :3].astype(np.float64)
     for vel_depth in (False, True):
         np.testing.assert_allclose(generate_depth_map(calib, scan, vel_depth=vel_depth),
-                                   loop_depth_map(P, (H, W), points32, vel_depth), rtol=1e-12)
+                                   reference_depth_map(P, (H, W), points32, vel_depth), rtol=1e-12)
 
 
 @pytest.mark.parametrize("key, file", [("R", "calib_velo_to_cam.txt"), ("T", "calib_velo_to_cam.txt"),
@@ -178,7 +159,7 @@ def test_real_kitti_calibration_matches_a_plain_loop_projection(tmp_path):
     for cam in (2, 3):
         P, shape = velodyne_to_image(REAL_CALIB, cam=cam)
         for vel_depth in (False, True):
-            expected = loop_depth_map(P, shape, points32, vel_depth)
+            expected = reference_depth_map(P, shape, points32, vel_depth)
             depth = generate_depth_map(REAL_CALIB, scan, cam=cam, vel_depth=vel_depth)
             assert depth.shape == (375, 1242) and np.count_nonzero(depth) > 5000
             np.testing.assert_allclose(depth, expected, rtol=1e-12)
