@@ -3,14 +3,16 @@
     python -m benchmarks.export_gt_real [--json out.json] [--repeat 20] [--repeats 5] [--jobs N]
 
 Prints JSON: ``export_gt`` frames/s in this process (median of ``--repeats`` runs after one warm-up, ``--jobs``
-threads, default all cores) and ``generate_depth_map`` frames/s on one thread (the real scans, vel_depth as
-export-gt). The real data is not copied: the split is written to a temporary folder.
+threads, default all cores), its CPU milliseconds per frame with one job (median), and ``generate_depth_map``
+frames/s on one thread (the real scans, vel_depth as export-gt). The real data is not copied: the split is written to a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +43,19 @@ def main(argv: list[str] | None = None) -> dict:
         (splits / "real" / "test_files.txt").write_text("\n".join(lines) + "\n")
         seconds = median_seconds(lambda: export_gt(args.data, "real", splits_dir=splits, jobs=args.jobs,
                                                    progress=False), repeats=args.repeats, warmup=1)
+        # CPU time of one job (one thread): steadier than wall time on a machine shared with other work.
+        cpu = []
+        for _ in range(args.repeats):
+            start = time.process_time()
+            export_gt(args.data, "real", splits_dir=splits, jobs=1, progress=False)
+            cpu.append(time.process_time() - start)
     calib = args.data / DRIVE.split("/")[0]
     with one_blas_thread():
         one = median_seconds(lambda: [generate_depth_map(calib, scan, vel_depth=True, dtype=np.float32)
                                       for scan in scans], repeats=args.repeats, warmup=1)
     results = {"machine": machine(), "frames": len(lines),
                "export_gt_real_frames_per_s": rate(len(lines), seconds),
+               "export_gt_real_one_job_cpu_ms_per_frame": round(1e3 * statistics.median(cpu) / len(lines), 3),
                "depth_map_real_one_thread_frames_per_s": rate(len(scans), one)}
     return emit(results, args.json)
 

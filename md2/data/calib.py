@@ -163,20 +163,24 @@ def _resolve_border_columns(depth: np.ndarray, row: np.ndarray, column: np.ndarr
     assignment: a pixel keeps its last point); (b) for each key held by two or more points, the smallest z of
     them is written at the pixel of the first; (c) negative depths become 0 (done by the caller beforehand).
     Where a key joins two pixels, the first point's pixel gets the smallest depth of both and the other keeps
-    its own last point. Interior pixels have keys of their own, so (a) and (b) leave their smallest depth; the
-    points of the two border columns (a few hundred of a scan's ~20k in the image) hold all the shared keys.
+    its own last point. Every other pixel has a key of its own, so (a) and (b) leave it its smallest depth, which
+    the caller wrote: only the pairs of pixels that both hold points need the rule (on real scans, a few rows a
+    scan at most; most scans none, and then this returns after two passes over the columns).
     ``row``, ``column``, ``pixel`` (row * W + column) and ``z`` are the in-image points in scan order.
     """
-    border = np.flatnonzero((column == 0) | (column == width - 1))  # ascending: still in scan order
-    if border.size == 0:
+    at_right, at_left = column == width - 1, column == 0
+    joined = set(row[at_right].tolist()) & {r - 1 for r in row[at_left].tolist()}
+    if not joined:
         return
-    pixel, z = pixel[border], z[border]
+    rows = np.array(sorted(joined))
+    points = np.flatnonzero((at_right & np.isin(row, rows)) | (at_left & np.isin(row - 1, rows)))  # scan order
+    pixel, z = pixel[points], z[points]
     # (a) the last point of each pixel: a stable sort keeps scan order within a pixel.
     order = np.argsort(pixel, kind="stable")
     ends = np.append(pixel[order][1:] != pixel[order][:-1], True)
     depth[pixel[order[ends]]] = z[order[ends]]
     # (b) keys held by two or more points: the smallest z at the pixel of the key's first point.
-    key = row[border] * (width - 1) + column[border] - 1
+    key = row[points] * (width - 1) + column[points] - 1
     order = np.argsort(key, kind="stable")
     starts = np.flatnonzero(np.insert(key[order][1:] != key[order][:-1], 0, True))
     shared = np.diff(np.append(starts, order.size)) >= 2
