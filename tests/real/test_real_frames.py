@@ -92,7 +92,7 @@ def test_convert_jpeg_replaces_copies_of_real_pngs_by_verified_quality_92_420_jp
         shutil.copy(image_path(kitti_real, frame), folder)
         with Image.open(image_path(kitti_real, frame)) as image:
             originals[frame] = image.convert("RGB")
-    result = run_md2("convert-jpeg", str(data), "--jobs", "2")
+    result = run_md2("convert-jpeg", str(data), "--jobs", "1")
     assert result.returncode == 0, result.stderr
     assert "3 images converted to JPEG, 0 already done, 0 failed" in result.stderr
     assert sorted(p.name for p in folder.iterdir()) == [f"{frame:010d}.jpg" for frame in (0, 4, 9)]
