@@ -155,7 +155,7 @@ def generate_depth_map(calib_dir: Path | str, velo_path: Path | str, cam: int = 
 
 def _resolve_border_columns(depth: np.ndarray, row: np.ndarray, column: np.ndarray, pixel: np.ndarray,
                             z: np.ndarray, width: int) -> None:
-    """Rewrite the flat ``depth`` at the points in columns 0 and W-1 exactly as the reference leaves them.
+    """Rewrite the flat ``depth`` where the reference joins border pixels (r, W-1) and (r+1, 0), as it does.
 
     A quirk of the reference reproduced on purpose (users compare gt_depths.npz files): it finds pixels hit by
     several points through the key ``row * (W - 1) + col - 1``, which pixel (r, W-1) shares with (r+1, 0). Its
