@@ -52,7 +52,11 @@ def lidar_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
     if not velodyne.is_file():
         raise DataError(f"missing velodyne scan {velodyne} (test line '{line}')")
     calib_dir = data_path / line.folder.split("/")[0]
-    return generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True, dtype=np.float32)
+    depth = generate_depth_map(calib_dir, velodyne, cam=2, vel_depth=True, dtype=np.float32)
+    if not depth.any():  # an empty or all-NaN scan, or one whose points all miss the image
+        raise DataError(f"velodyne scan {velodyne} (test line '{line}') puts no point in the image: no ground "
+                        "truth for this frame")
+    return depth
 
 
 def benchmark_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
@@ -60,11 +64,14 @@ def benchmark_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
     path = benchmark_png_path(data_path, line)
     try:
         with Image.open(path) as image:
-            return np.asarray(image).astype(np.float32) / 256
+            depth = np.asarray(image).astype(np.float32) / 256
     except FileNotFoundError:
         raise DataError(f"missing depth ground truth {path} (test line '{line}')") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot read depth ground truth {path}: {error}") from None
+    if not (np.isfinite(depth) & (depth > 0)).any():
+        raise DataError(f"depth ground truth {path} (test line '{line}') has no valid pixel")
+    return depth
 
 
 SOURCES: dict[str, Callable[[Path, SplitLine], np.ndarray]] = {

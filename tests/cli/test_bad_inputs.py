@@ -225,6 +225,23 @@ BAD_INPUTS = [
         "export-gt", "--data-path", _raw_copy(w, t, velodyne=bytes(16 * 10 + 4)), "--split", "mine",
         "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "0000000001.bin has 164 bytes",
         ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/velodyne-1001-bytes", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, velodyne=bytes(1001)), "--split", "mine",
+        "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "0000000001.bin has 1001 bytes",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/velodyne-empty", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, velodyne=b""), "--split", "mine",
+        "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])], "puts no point in the image",
+        ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/velodyne-all-nan", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, velodyne=np.full((64, 4), np.nan, np.float32).tobytes()),
+        "--split", "mine", "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])],
+        "puts no point in the image", ("splits/mine/gt_depths.npz",)),
+    Row("export-gt/calibration-p-rect-not-numbers", 1, lambda w, t: [
+        "export-gt", "--data-path", _raw_copy(w, t, calib=lambda name, text: "".join(
+            "P_rect_02: 1 2 abc\n" if line.startswith("P_rect_02:") else line for line in text.splitlines(True))),
+        "--split", "mine", "--splits-dir", _split(t, "mine", "test", [f"{DRIVE} 1 l"])],
+        "'P_rect_02' must be 12 numbers, got '1 2 abc'", ("splits/mine/gt_depths.npz",)),
     Row("export-gt/missing-velodyne-scan", 1, lambda w, t: [
         "export-gt", "--data-path", w.data, "--split", "mine", "--splits-dir",
         _split(t, "mine", "test", [f"{DRIVE} 1 l", f"{DRIVE} 99 l"])], "0000000099.bin",

@@ -326,6 +326,9 @@ def local_zoo(zoo_zips, tmp_path, monkeypatch) -> Path:
     """``zoo_zips`` served from 127.0.0.1 (MD2_ZOO_URL); MD2_HOME in tmp_path (returned)."""
     from tests.httpserver import LocalServer
 
+    from tests.zoo_table import publish_for_paths
+
+    publish_for_paths(monkeypatch, zoo_zips)  # the table holds these zips' md5 for the test
     with LocalServer(zoo_zips) as server:
         monkeypatch.setenv("MD2_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("MD2_ZOO_URL", server.url())

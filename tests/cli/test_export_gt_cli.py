@@ -96,3 +96,49 @@ def test_a_full_disk_is_one_line_and_the_earlier_file_survives(synth_raw, splits
     assert (splits / "eigen" / "gt_depths.npz").read_bytes() == earlier
     assert sorted(p.name for p in (splits / "eigen").iterdir()) == ["gt_depths.npz", "test_files.txt",
                                                                     "train_files.txt", "val_files.txt"]
+
+
+def test_an_empty_scan_is_one_line_naming_it_and_no_file_is_written(synth_raw, splits, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / "2011_09_26", data / "2011_09_26", ignore=shutil.ignore_patterns("rendered_depth"))
+    scan = data / "2011_09_26" / "2011_09_26_drive_0001_sync" / "velodyne_points" / "data" / "0000000002.bin"
+    scan.write_bytes(b"")
+    result = run_md2("export-gt", "--data-path", str(data), "--split", "eigen", "--splits-dir", str(splits))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = result.stderr.replace("\n", "")
+    assert len(result.stderr.strip().splitlines()) == 1 and str(scan) in message and "no point in the image" in message
+    assert not (splits / "eigen" / "gt_depths.npz").exists()
+
+
+def _drop_p_rect(text: str) -> str:
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith("P_rect_02"))
+
+
+def _text_p_rect(text: str) -> str:
+    return "".join(("P_rect_02: 1 2 abc" if line.startswith("P_rect_02") else line) + "\n"
+                   for line in text.splitlines())
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("scan:1001", "has 1001 bytes, not a multiple of 16"),
+    ("calib:drop", "calib_cam_to_cam.txt has no 'P_rect_02'"),
+    ("calib:text", "calib_cam_to_cam.txt: 'P_rect_02' must be 12 numbers, got '1 2 abc'"),
+])
+def test_a_damaged_scan_or_calibration_is_one_line_and_the_earlier_file_survives(synth_raw, splits, tmp_path,
+                                                                                 damage, words):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / "2011_09_26", data / "2011_09_26", ignore=shutil.ignore_patterns("rendered_depth"))
+    args = ["export-gt", "--data-path", str(data), "--split", "eigen", "--splits-dir", str(splits)]
+    assert run_md2(*args).returncode == 0
+    earlier = (splits / "eigen" / "gt_depths.npz").read_bytes()
+    what, how = damage.split(":")
+    if what == "scan":
+        scan = data / "2011_09_26" / "2011_09_26_drive_0002_sync" / "velodyne_points" / "data" / "0000000003.bin"
+        scan.write_bytes(scan.read_bytes()[:1001])
+    else:
+        calib = data / "2011_09_26" / "calib_cam_to_cam.txt"
+        calib.write_text((_drop_p_rect if how == "drop" else _text_p_rect)(calib.read_text()))
+    result = run_md2(*args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr.replace("\n", ""), result.stderr
+    assert (splits / "eigen" / "gt_depths.npz").read_bytes() == earlier

@@ -20,6 +20,7 @@ from md2.core.zoo import MODELS
 from tests.cli.test_app import COMMANDS, run_md2
 from tests.core.test_zoo import zip_folder
 from tests.httpserver import LocalServer
+from tests.zoo_table import publish_for_paths
 
 REPO = Path(__file__).resolve().parents[2]
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
@@ -185,6 +186,7 @@ def local_zoo(tmp_path, monkeypatch, zoo_model):
     """Every zoo name served from 127.0.0.1 as one tiny ResNet-18 model at 64 x 192; MD2_HOME in tmp_path."""
     folder, archive = zoo_model
     files = {"/" + info.url.rsplit("/", 1)[1]: archive for info in MODELS.values()}
+    publish_for_paths(monkeypatch, files)  # the table holds this zip's md5 for the test
     with LocalServer(files) as server:
         monkeypatch.setenv("MD2_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("MD2_ZOO_URL", server.url())

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from md2.data.calib import (generate_depth_map, load_velodyne_points, one_blas_thread, read_calib_file,
                             velodyne_to_image)
 from md2.errors import DataError
+from tests.data.reference_depth import reference_depth_map
 
 REAL_CALIB = Path(__file__).resolve().parents[2].parent / "shared" / "kitti_calib" / "2011_09_26"
 FX, FY, CX, CY, W, H = 100.0, 100.0, 50.0, 20.0, 100, 40
@@ -35,25 +36,6 @@ def write_scan(path: Path, points) -> Path:
     """Lidar points (x, y, z) with reflectance 0.5, as a KITTI .bin file."""
     np.array([[*p, 0.5] for p in points], dtype=np.float32).reshape(-1, 4).tofile(path)
     return path
-
-
-def loop_depth_map(P: np.ndarray, shape: tuple[int, int], points: np.ndarray, vel_depth: bool) -> np.ndarray:
-    """The projection written as a plain loop over points, to check the vectorised one against."""
-    depth = np.zeros(shape)
-    seen: dict[tuple[int, int], float] = {}
-    for point in points:
-        if point[0] < 0:
-            continue
-        x, y, z = P @ np.array([point[0], point[1], point[2], 1.0])
-        u, v = np.round(x / z) - 1, np.round(y / z) - 1
-        if not (0 <= u < shape[1] and 0 <= v < shape[0]):
-            continue
-        value = point[0] if vel_depth else z
-        key = (int(v), int(u))
-        seen[key] = min(seen.get(key, np.inf), value)
-    for (v, u), value in seen.items():
-        depth[v, u] = max(value, 0.0)
-    return depth
 
 
 def test_calib_time_and_other_text_values_are_skipped(tmp_path):
@@ -149,7 +131,7 @@ def test_rectifying_rotation_is_applied(tmp_path):
     points32 = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)[:, :3].astype(np.float64)
     for vel_depth in (False, True):
         np.testing.assert_allclose(generate_depth_map(calib, scan, vel_depth=vel_depth),
-                                   loop_depth_map(P, (H, W), points32, vel_depth), rtol=1e-12)
+                                   reference_depth_map(P, (H, W), points32, vel_depth), rtol=1e-12)
 
 
 @pytest.mark.parametrize("key, file", [("R", "calib_velo_to_cam.txt"), ("T", "calib_velo_to_cam.txt"),
@@ -177,7 +159,7 @@ def test_real_kitti_calibration_matches_a_plain_loop_projection(tmp_path):
     for cam in (2, 3):
         P, shape = velodyne_to_image(REAL_CALIB, cam=cam)
         for vel_depth in (False, True):
-            expected = loop_depth_map(P, shape, points32, vel_depth)
+            expected = reference_depth_map(P, shape, points32, vel_depth)
             depth = generate_depth_map(REAL_CALIB, scan, cam=cam, vel_depth=vel_depth)
             assert depth.shape == (375, 1242) and np.count_nonzero(depth) > 5000
             np.testing.assert_allclose(depth, expected, rtol=1e-12)
@@ -233,3 +215,95 @@ def test_one_blas_thread_projects_the_same_map_and_gives_the_threads_back(tmp_pa
             alone = generate_depth_map(REAL_CALIB, scan)
         assert _blas_threads() == [2] * len(_blas_threads())
     np.testing.assert_array_equal(alone, pooled)
+
+
+def point_at(row: int, column: int, x: float) -> tuple[float, float, float]:
+    """A lidar point at forward distance ``x`` landing on pixel (row, column) of ``write_calib``'s camera."""
+    return x, -(column + 1 - CX) * x / FX, -(row + 1 - CY) * x / FY
+
+
+P_TEST = np.array([[FX, 0, CX, 0], [0, FY, CY, 0], [0, 0, 1, 0]]) @ np.array(
+    [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
+RIGHT_END, NEXT_START = (7, W - 1), (8, 0)  # the reference's keys join these two pixels
+
+# (pixel, lidar x) in scan order, and what the reference leaves at (7, W-1) and (8, 0).
+JOINED_PIXEL_CASES = {
+    "right end first: it gets the smaller depth of both": ([(RIGHT_END, 10.0), (NEXT_START, 5.0)], (5.0, 5.0)),
+    "next row's start first: it keeps the smaller": ([(NEXT_START, 5.0), (RIGHT_END, 10.0)], (10.0, 5.0)),
+    "next row's start first, larger: it takes the other's": ([(NEXT_START, 10.0), (RIGHT_END, 5.0)], (5.0, 5.0)),
+    "several points each: the second pixel keeps its last point, not its nearest":
+        ([(NEXT_START, 30.0), (RIGHT_END, 10.0), (NEXT_START, 4.0), (RIGHT_END, 20.0)], (20.0, 4.0)),
+    "several points each, right end first": ([(RIGHT_END, 12.0), (RIGHT_END, 9.0), (NEXT_START, 6.0),
+                                              (NEXT_START, 8.0)], (6.0, 8.0)),
+    "one pixel alone keeps its nearest": ([(RIGHT_END, 12.0), (RIGHT_END, 9.0), (RIGHT_END, 11.0)], (9.0, 0.0)),
+}
+
+
+@pytest.mark.parametrize("case", JOINED_PIXEL_CASES)
+def test_pixels_whose_reference_keys_collide_get_the_reference_depths(tmp_path, case):
+    hits, (right_end, next_start) = JOINED_PIXEL_CASES[case]
+    # Interior pixels with several points around them: they keep their nearest point whatever the order.
+    hits = [((3, 40), 9.0), *hits, ((3, 40), 7.0), ((3, 40), 8.0), ((20, 0), 6.0), ((20, 0), 3.0)]
+    points = [point_at(*pixel, x) for pixel, x in hits]
+    scan = write_scan(tmp_path / "s.bin", points)
+    depth = generate_depth_map(write_calib(tmp_path / "c"), scan, vel_depth=True)
+    assert (depth[RIGHT_END], depth[NEXT_START]) == (right_end, next_start)
+    assert depth[3, 40] == 7.0 and depth[20, 0] == 3.0 and np.count_nonzero(depth) == 2 + (next_start > 0) + 1
+    points32 = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)
+    for vel_depth in (True, False):
+        np.testing.assert_array_equal(generate_depth_map(tmp_path / "c", scan, vel_depth=vel_depth),
+                                      reference_depth_map(P_TEST, (H, W), points32, vel_depth))
+
+
+def test_random_scans_crowding_the_border_columns_match_the_reference_rule(tmp_path):
+    rng = np.random.default_rng(5)
+    calib = write_calib(tmp_path / "c", velo_T="0 0 -3")  # some camera depths negative
+    for trial in range(4):
+        count = 3000
+        rows = rng.integers(-1, H + 1, count)
+        columns = rng.choice([-1, 0, 1, W - 2, W - 1, W, 30], count)
+        x = rng.uniform(0.5, 9.0, count).round(2)
+        points = [point_at(r, c, d) for r, c, d in zip(rows, columns, x)]
+        points += [(-1.0, 0.0, 0.0)] * 5
+        scan = write_scan(tmp_path / "s.bin", points)
+        points32 = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)
+        P = np.array([[FX, 0, CX, 0], [0, FY, CY, 0], [0, 0, 1, 0]]) @ np.array(
+            [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, -3], [0, 0, 0, 1]], dtype=float)
+        for vel_depth in (True, False):
+            for dtype in (np.float64, np.float32):
+                expected = reference_depth_map(P, (H, W), points32, vel_depth).astype(dtype)
+                np.testing.assert_array_equal(generate_depth_map(calib, scan, vel_depth=vel_depth, dtype=dtype),
+                                              expected, err_msg=f"trial {trial}, vel_depth {vel_depth}")
+
+
+def test_p_rect_with_text_values_is_named_as_not_numbers(tmp_path):
+    calib = write_calib(tmp_path / "c")
+    cam_file = calib / "calib_cam_to_cam.txt"
+    text = cam_file.read_text()
+    cam_file.write_text("\n".join("P_rect_02: 1 2 abc" if line.startswith("P_rect_02") else line
+                                  for line in text.splitlines()) + "\n")
+    with pytest.raises(DataError, match=r"calib_cam_to_cam\.txt: 'P_rect_02' must be 12 numbers, got '1 2 abc'"):
+        generate_depth_map(calib, write_scan(tmp_path / "s.bin", [(5.0, 0.0, 0.0)]))
+
+
+def test_p_rect_with_too_few_numbers_gives_the_count(tmp_path):
+    calib = write_calib(tmp_path / "c")
+    cam_file = calib / "calib_cam_to_cam.txt"
+    cam_file.write_text(cam_file.read_text().replace(f"P_rect_02: {FX} 0 {CX} 0 ", "P_rect_02: "))
+    with pytest.raises(DataError, match=r"'P_rect_02' has 8 values, expected 12"):
+        generate_depth_map(calib, write_scan(tmp_path / "s.bin", [(5.0, 0.0, 0.0)]))
+
+
+@pytest.mark.parametrize("size", [1001, 17, 1, 15])
+def test_scan_size_is_reported_as_the_file_size(tmp_path, size):
+    path = tmp_path / "0000000001.bin"
+    path.write_bytes(b"\1" * size)
+    with pytest.raises(DataError, match=rf"0000000001\.bin has {size} bytes, not a multiple of 16"):
+        load_velodyne_points(path)
+
+
+def test_empty_scan_reads_as_no_points(tmp_path):
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"")
+    assert load_velodyne_points(path).shape == (0, 4)
+    assert np.count_nonzero(generate_depth_map(write_calib(tmp_path / "c"), path)) == 0

@@ -196,3 +196,28 @@ def test_members_are_deflated_like_savez_compressed(synth_raw, splits):
     path = export_gt(synth_raw, "eigen", splits_dir=splits, progress=False)
     with zipfile.ZipFile(path) as archive:
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+
+
+@pytest.mark.parametrize("scan_bytes", [b"", np.full((50, 4), np.nan, dtype=np.float32).tobytes(),
+                                        np.array([[-5.0, 0, 0, 1]] * 3, dtype=np.float32).tobytes()],
+                         ids=["empty", "all NaN", "all behind"])
+def test_a_scan_with_no_point_in_the_image_is_named_and_nothing_is_written(synth_raw, splits, tmp_path,
+                                                                            scan_bytes):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / DATE, data / DATE, ignore=shutil.ignore_patterns("rendered_depth"))
+    scan = data / DATE / f"{DATE}_drive_0001_sync" / "velodyne_points" / "data" / "0000000004.bin"
+    scan.write_bytes(scan_bytes)
+    with pytest.raises(DataError, match=rf"{scan}.*test line '{DATE}/{DATE}_drive_0001_sync 4 l'.*no point"):
+        export_gt(data, "eigen", splits_dir=splits, progress=False)
+    assert files_in(splits / "eigen") == ["test_files.txt", "train_files.txt", "val_files.txt"]
+
+
+def test_a_depth_png_with_no_valid_pixel_is_named(synth_raw, splits, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_raw / DATE, data / DATE, ignore=shutil.ignore_patterns("rendered_depth"))
+    png = data / DATE / f"{DATE}_drive_0002_sync" / "proj_depth" / "groundtruth" / "image_02" / "0000000003.png"
+    with Image.open(png) as image:
+        size = image.size
+    Image.fromarray(np.zeros(size[::-1], dtype=np.uint16)).save(png)
+    with pytest.raises(DataError, match=rf"{png}.*no valid pixel"):
+        export_gt(data, "eigen_benchmark", splits_dir=splits, progress=False)
