@@ -18,6 +18,7 @@ from typer.main import get_command
 from md2 import __version__
 from md2.allocator import keep_freed_memory
 from md2.cli.errors import debug_enabled, fail
+from md2.cli.help import Command, Group
 from md2.errors import MD2Error
 
 COMMANDS = {
@@ -42,6 +43,8 @@ def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
         name="md2",
         help="Monodepth2: self-supervised monocular depth. Train, evaluate and predict on KITTI or your own data.",
         no_args_is_help=True,
+        cls=Group,
+        rich_markup_mode=None,  # plain help that never cuts a name or a default (md2.cli.help)
         pretty_exceptions_enable=False,
         add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -49,7 +52,7 @@ def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
     app.callback()(root)
     for name in names:
         module = importlib.import_module(f"md2.cli.{COMMANDS[name]}")
-        app.command(name=module.NAME, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
+        app.command(name=module.NAME, cls=Command, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
     return app
 
 

@@ -17,7 +17,7 @@ EPILOG = (
     "The file takes RGB in [0, 1] at the model's fixed height x width (NCHW float32, resized with LANCZOS) and "
     "carries that, min/max depth, use_stereo and its outputs' meanings as metadata. It is run by its runtime "
     "before it is kept: outputs must match PyTorch within 1e-4 (fp32), 1e-2 (fp16), 5e-2 (bf16). "
-    "md2 predict --weights FILE runs it. ONNX needs: pip install \"md2\\[export]\"."
+    "md2 predict --weights FILE runs it. ONNX needs: pip install \"md2[export]\"."
 )
 
 _MODEL = "model"
