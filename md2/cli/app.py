@@ -7,6 +7,7 @@ import ctypes
 import gc
 import importlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -127,13 +128,33 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exit_code)  # e.g. `md2` alone: the help was printed already
         context = getattr(error, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
-        fail(format_message() + hint, exit_code)
+        fail(format_message() + (_list_hint(args, getattr(error, "option_name", None)) or hint), exit_code)
     if code == 130:  # Ctrl-C inside a command: Typer returns the code without raising
         fail("interrupted", 130)
     code = code if isinstance(code, int) else 0
     if argv is None and code == 0 and can_skip_teardown():
         exit_skipping_teardown()
     sys.exit(code)
+
+
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def _list_hint(args: list[str], option_name: str | None) -> str:
+    """``--frame-ids 0 -1 1`` (the reference's spelling) makes click read ``-1`` as an option: say how to write the
+    list instead (" (a list is one value: write --frame-ids 0,-1,1)"); "" for any other unknown option."""
+    if not option_name or not NUMBER.fullmatch(option_name) or option_name not in args:
+        return ""
+    at = args.index(option_name)
+    start = at
+    while start > 0 and NUMBER.fullmatch(args[start - 1]):
+        start -= 1
+    if start == 0 or not args[start - 1].startswith("--") or start == at:
+        return ""
+    end = at
+    while end < len(args) and NUMBER.fullmatch(args[end]):
+        end += 1
+    return f" (a list is one value: write {args[start - 1]} {','.join(args[start:end])})"
 
 
 def can_skip_teardown() -> bool:
