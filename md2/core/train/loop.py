@@ -185,14 +185,20 @@ class Trainer:
             self.console.print(f"options: {to_dict(config)}", highlight=False)
         try:
             for epoch in range(progress.epoch, config.optim.num_epochs):
+                if self._step_limit_reached(progress.step):
+                    break
                 if progress.batch_in_epoch == 0:
                     self._scheduler_step()
                 progress = self._epoch(epoch, progress)
+                if progress.epoch == epoch:  # stopped inside the epoch by --max-steps: its weights and state
+                    self._save_state(progress, self._save_weights(epoch))
+                    break
                 weights = self._save_weights(epoch) if (epoch + 1) % config.run.save_frequency == 0 else None
                 self._save_state(progress, weights)
         finally:
             self.logger.close()
-        self.console.print(f"done: {progress.step} steps; peak memory {peak_memory_gb(self.device):.2f} GB "
+        limit = f" (--max-steps {config.optim.max_steps})" if self._step_limit_reached(progress.step) else ""
+        self.console.print(f"done: {progress.step} steps{limit}; peak memory {peak_memory_gb(self.device):.2f} GB "
                            f"({'CUDA allocated' if self.device.type == 'cuda' else 'resident'})", highlight=False)
         return self.run_dir
 
@@ -223,11 +229,18 @@ class Trainer:
                 step += 1
                 del losses, outputs  # not held while the next batch loads and runs
                 bar.advance(samples_per_step)
+                if self._step_limit_reached(step) and batch_index + 1 < per_epoch:
+                    self._check_finite()
+                    return state.Progress(epoch, step, batch_index + 1, self._val_position())
                 if run.save_every_steps and step % run.save_every_steps == 0 and batch_index + 1 < per_epoch:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
         self._check_finite()
         self._report_skipped(epoch)
         return state.Progress(epoch + 1, step, 0, self._val_position())
+
+    def _step_limit_reached(self, step: int) -> bool:
+        """``--max-steps``: whether ``step`` optimiser steps are all the run may take."""
+        return 0 < self.config.optim.max_steps <= step
 
     def _report_skipped(self, epoch: int) -> None:
         """--skip-bad-samples: the samples replaced in this epoch by every process (train and val), counted."""
