@@ -47,18 +47,18 @@ def wrap_words(text: str, width: int, indent: str = "", subsequent_indent: str |
 
 
 def split_epilog(epilog: str) -> tuple[str, list[str], str]:
-    """``"prose  Examples:  md2 a  |  md2 b. More prose."`` -> ``("prose", ["md2 a", "md2 b"], "More prose.")``;
-    an epilog without ``Examples:`` is all prose."""
+    """``"prose  Examples:  md2 a  |  md2 b. More prose."`` -> ``("prose", ["md2 a", "md2 b"], "More prose.")``
+    (a sentence after an example, wherever it is, goes to the prose after); without ``Examples:``, all prose."""
     before, marker, rest = epilog.partition("Examples:")
     if not marker:
         return epilog.strip(), [], ""
-    examples = [piece.strip() for piece in EXAMPLE_SEPARATOR.split(rest.strip())]
-    after = ""
-    if examples:
-        last = SENTENCE_END.split(examples[-1], maxsplit=1)
-        examples[-1] = last[0].strip()
-        after = last[1].strip() if len(last) > 1 else ""
-    return before.strip(), [example for example in examples if example], after
+    examples, notes = [], []
+    for piece in EXAMPLE_SEPARATOR.split(rest.strip()):
+        # "md2 a --png.  Ground truth first: ..." : the example, then a note shown after the list
+        example, *note = SENTENCE_END.split(piece.strip(), maxsplit=1)
+        examples.append(example.strip())
+        notes.extend(part.strip() for part in note)
+    return before.strip(), [example for example in examples if example], " ".join(notes)
 
 
 class HelpFormatter(_Formatter):
