@@ -18,11 +18,10 @@ from md2.data.datasets.base import FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.kitti import KITTI_K
 from md2.errors import DataError
+from md2.files import OUTPUT_SUFFIXES  # md2 predict's outputs and NAME_depth.png: never images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 GT_SUFFIX = "_depth.png"
-SKIPPED_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", GT_SUFFIX)
-"""md2 predict's outputs and the ground truth itself: never taken as images."""
 KITTI_GT_SCALE = 256.0
 
 
@@ -39,7 +38,7 @@ def find_pairs(folder: Path) -> list[GroundTruthPair]:
     if not folder.is_dir():
         raise DataError(f"--gt-dir: no such folder: {folder}")
     images = sorted(path for path in folder.iterdir()
-                    if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.lower().endswith(SKIPPED_SUFFIXES)
+                    if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.endswith(OUTPUT_SUFFIXES)
                     and path.is_file())
     if not images:
         raise DataError(f"--gt-dir {folder} holds no images (.jpg, .jpeg or .png beside NAME_depth.png)")

@@ -82,6 +82,23 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
         distributed.teardown(placement)
 
 
+SUMMARY_NAMES = {"loss": "loss", **{f"de/{name}": name for name in
+                                     ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")}}
+"""Validation scalars shown on the console (TensorBoard name -> shown name), in this order."""
+
+
+def validation_summary(batches: list[dict[str, float]]) -> str:
+    """``"loss 0.1234, abs_rel 0.120, ..."``: each scalar's mean over the batches that have it; a non-finite
+    mean is shown as n/a, never as a number."""
+    parts = []
+    for name, shown in SUMMARY_NAMES.items():
+        values = [values[name] for values in batches if name in values]
+        if values:
+            mean = float(np.mean(values))
+            parts.append(f"{shown} {mean:.4f}" if np.isfinite(mean) else f"{shown} n/a")
+    return ", ".join(parts)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
     random.seed(seed)
@@ -98,7 +115,7 @@ class Trainer:
         self.run_dir, device = config.log_path, placement.device
         self.device, self.verbose = device, verbose and placement.is_main
         if console is None or not placement.is_main:  # only rank 0 prints
-            console = Console(stderr=True, quiet=not placement.is_main)
+            console = Console(stderr=True, quiet=not placement.is_main, soft_wrap=True)
         self.console = console
         run = config.run
         if device.type == "cuda":
@@ -129,6 +146,7 @@ class Trainer:
         # First step with a non-finite loss, kept on the device: no host sync per step.
         self.bad_step = torch.full((), distributed.NO_BAD_STEP, dtype=torch.int64, device=device)
         self.logger: RunLogger | None = None
+        self.epoch_validation: list[dict[str, float]] = []  # this epoch's validation scalars, for its console line
 
     # -- starting points ---------------------------------------------------------------------------------
     def load_pretrained(self, folder: Path) -> None:
@@ -236,7 +254,21 @@ class Trainer:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
         self._check_finite()
         self._report_skipped(epoch)
+        self._report_validation(epoch)
         return state.Progress(epoch + 1, step, 0, self._val_position())
+
+    def _report_validation(self, epoch: int) -> None:
+        """One console line per epoch: the means of the losses and depth metrics of the validation batches run
+        in it (one at each log, as the reference validates), as TensorBoard's val curves show them."""
+        taken, self.epoch_validation = self.epoch_validation, []
+        if not self.placement.is_main:
+            return
+        if not taken:
+            self.console.print(f"epoch {epoch}: no validation batch (one runs at each log: --log-frequency)",
+                               highlight=False)
+            return
+        self.console.print(f"epoch {epoch}: validation ({len(taken)} batch{'es' if len(taken) > 1 else ''}) "
+                           + validation_summary(taken), highlight=False)
 
     def _step_limit_reached(self, step: int) -> bool:
         """``--max-steps``: whether ``step`` optimiser steps are all the run may take."""
@@ -300,7 +332,9 @@ class Trainer:
                 losses, outputs = training_step(self.val_networks, batch, self.config, self.warpers, self.ssim)
         finally:
             self.models.train()
-        self.logger.log("val", step, log_scalars(losses, batch, outputs), batch, outputs, self.config.model.scales)
+        values = self.logger.log("val", step, log_scalars(losses, batch, outputs), batch, outputs,
+                                 self.config.model.scales)
+        self.epoch_validation.append(values)
 
     def _val_position(self) -> int:
         return self.val_batches.position if self.val_batches is not None else 0
