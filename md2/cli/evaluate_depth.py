@@ -112,8 +112,11 @@ def command(
         settings = _with_folder(settings, zoo.fetch_model(model, progress=not quiet))
         if eval_out_dir is None:  # not into the model cache
             settings = replace(settings, eval_out_dir=Path("."))
-    if verbose:
-        print_settings(settings.as_dict(), console)
+    if verbose:  # resolved: the model's name and folder, the device that runs it
+        from md2.core.inference import resolve_device
+
+        device_used = str(resolve_device(device)) if settings.ext_disp_to_eval is None else None
+        print_settings({"model": model, **settings.as_dict(), "device": device_used}, console)
     with progress_stages(console) as progress:
         result = run_depth_evaluation(settings, progress)
     _print_results(result, console)

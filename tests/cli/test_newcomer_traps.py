@@ -82,3 +82,20 @@ def test_train_prints_each_epochs_validation_on_one_unwrapped_line(synth_raw, tm
 def test_validation_summary_averages_and_never_shows_a_non_finite_number():
     summary = validation_summary([{"loss": 0.5, "de/abs_rel": 0.1}, {"loss": 0.25, "de/abs_rel": math.nan}])
     assert summary == "loss 0.3750, abs_rel n/a"
+
+
+def test_verbose_settings_are_the_resolved_ones(synth_raw, tmp_path, weights):
+    splits = tmp_path / "splits"
+    shutil.copytree(synth_raw / "splits" / "synth", splits / "synth")
+    exported = run_md2("export-gt", "--data-path", str(synth_raw), "--split", "synth", "--splits-dir", str(splits),
+                       "-v")
+    assert exported.returncode == 0, exported.stderr
+    assert "source lidar, " in exported.stderr and "chosen by split" not in exported.stderr
+    assert " all jobs" not in exported.stderr
+    evaluated = run_md2("evaluate-depth", "--load-weights-folder", str(weights), "--eval-mono", "--eval-split",
+                        "synth", "--splits-dir", str(splits), "--data-path", str(synth_raw), "--png",
+                        "--num-workers", "0", "--device", "auto", "-v")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert ("  device: cpu" in evaluated.stderr or "  device: cuda" in evaluated.stderr)
+    assert "device: auto" not in evaluated.stderr
+    assert f"  load_weights_folder: {weights}" in evaluated.stderr and "  model: None" in evaluated.stderr
