@@ -113,9 +113,25 @@ class HelpContext(_Context):
 
 
 class Command(TyperCommand):
-    """A sub-command whose help is laid out by :class:`HelpFormatter`."""
+    """A sub-command whose help is laid out by :class:`HelpFormatter`, its options in the groups the command
+    gives them (``rich_help_panel``: "Data options", "Evaluation", ...) after the ungrouped ones."""
 
     context_class = HelpContext
+
+    def format_options(self, ctx, formatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            panel = getattr(param, "rich_help_panel", None)
+            name = "Arguments" if param.param_type_name == "argument" else (panel[:1].upper() + panel[1:]
+                                                                          if panel else "Options")
+            sections.setdefault(name, []).append(record)
+        for name, rows in sections.items():
+            if rows:
+                with formatter.section(name):
+                    formatter.write_dl(rows)
 
     def format_epilog(self, ctx, formatter) -> None:
         if not self.epilog:

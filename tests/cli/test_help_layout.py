@@ -86,3 +86,12 @@ def test_predict_help_from_the_executable_at_80_columns_keeps_every_name():
 def test_wrapping_breaks_at_spaces_only(text, width):
     lines = wrap_words(text, width)
     assert " ".join(lines).split() == text.split()
+
+
+def test_help_keeps_each_commands_option_groups(monkeypatch):
+    text, _ = render_help("train", 80, monkeypatch)
+    headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Options:", "Data options:", "Model options:", "Loss options:", "Optim options:",
+                        "Run options:"]
+    data = text.split("Data options:", 1)[1].split("Model options:", 1)[0]
+    assert "--data-path" in data and "--learning-rate" not in data

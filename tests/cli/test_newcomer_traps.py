@@ -6,7 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
-from md2.core.train.loop import validation_summary
+from md2.core.train.tb_logging import validation_summary
 from md2.data.video import list_frames, video_folders
 from tests.cli.test_app import run_md2
 from tests.core.test_video_predict import encode, frame_count

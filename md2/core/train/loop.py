@@ -28,7 +28,7 @@ from md2.core.train.epoch_bar import EpochBar, peak_memory_gb
 from md2.core.train.models import build_models
 from md2.core.train.speed import CompileFallback, accelerate, amp_dtype, compile_networks
 from md2.core.train.step import Warpers, training_step
-from md2.core.train.tb_logging import RunLogger, log_scalars, should_log
+from md2.core.train.tb_logging import RunLogger, log_scalars, should_log, validation_summary
 from md2.data.device_augment import finish_batch
 from md2.errors import CheckpointError, MD2Error, UsageError
 
@@ -80,23 +80,6 @@ def resume_training(run_dir: Path | str, overrides: dict[str, Any] | None = None
         return trainer.fit(progress)
     finally:
         distributed.teardown(placement)
-
-
-SUMMARY_NAMES = {"loss": "loss", **{f"de/{name}": name for name in
-                                     ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")}}
-"""Validation scalars shown on the console (TensorBoard name -> shown name), in this order."""
-
-
-def validation_summary(batches: list[dict[str, float]]) -> str:
-    """``"loss 0.1234, abs_rel 0.120, ..."``: each scalar's mean over the batches that have it; a non-finite
-    mean is shown as n/a, never as a number."""
-    parts = []
-    for name, shown in SUMMARY_NAMES.items():
-        values = [values[name] for values in batches if name in values]
-        if values:
-            mean = float(np.mean(values))
-            parts.append(f"{shown} {mean:.4f}" if np.isfinite(mean) else f"{shown} n/a")
-    return ", ".join(parts)
 
 
 def seed_everything(seed: int) -> None:
@@ -249,6 +232,8 @@ class Trainer:
                 bar.advance(samples_per_step)
                 if self._step_limit_reached(step) and batch_index + 1 < per_epoch:
                     self._check_finite()
+                    self._report_skipped(epoch)
+                    self._report_validation(epoch)
                     return state.Progress(epoch, step, batch_index + 1, self._val_position())
                 if run.save_every_steps and step % run.save_every_steps == 0 and batch_index + 1 < per_epoch:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
