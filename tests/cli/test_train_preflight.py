@@ -52,3 +52,19 @@ def test_frame_ids_spelt_as_the_reference_says_how_to_write_them(tmp_path, ids, 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"write --frame-ids {written}" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args, written", [(["--scales", "0", "1", "2", "3"], "--scales 0,1,2,3"),
+                                           (["--models-to-load", "encoder", "depth"], "--models-to-load encoder,depth")])
+def test_other_space_separated_lists_say_how_to_write_them(tmp_path, args, written):
+    result = run_md2("train", *args, "--log-dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"write {written})" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args", [["--model-name", "my", "model"], ["--png", "1"]])
+def test_an_extra_word_after_a_single_value_option_gets_no_list_hint(tmp_path, args):
+    result = run_md2("train", *args, "--log-dir", str(tmp_path))
+    assert result.returncode == 2 and "a list is one value" not in result.stderr
+    assert "md2 train --help" in result.stderr
