@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from md2.core.evaluation.depth import score_disparities
+from md2.data.groundtruth import load_gt_depths
 from tests.cli.test_evaluate_cli import md2_in_process
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
@@ -116,3 +117,36 @@ def test_gt_options_without_gt_dir_are_refused(tmp_path, capsys, extra):
     code, _, err = md2_in_process(capsys, "evaluate-depth", "--ext-disp-to-eval", tmp_path / "x.npy",
                                   "--eval-mono", *extra)
     assert code == 2 and "--gt-dir" in err, err
+
+
+def test_real_kitti_frames_with_eigen_crop_score_as_the_eigen_split(shared_dir, tmp_path, capsys):
+    """Ten real KITTI frames: their lidar depth as 16-bit PNGs in a --gt-dir, against the same frames as an
+    "eigen" split whose ground truth md2 export-gt projects (float metres): the same crop and median scaling, so
+    the metrics agree to the PNGs' 1/256 m quantisation."""
+    real = shared_dir / "kitti_real"
+    drive = real / "2011_09_26" / "2011_09_26_drive_0060_sync"
+    frames = sorted(int(path.stem) for path in (drive / "image_02" / "data").glob("*.png"))
+    assert len(frames) == 10
+    splits = tmp_path / "splits"
+    (splits / "eigen").mkdir(parents=True)
+    (splits / "eigen" / "test_files.txt").write_text(
+        "".join(f"2011_09_26/2011_09_26_drive_0060_sync {frame} l\n" for frame in frames))
+    code, _, err = md2_in_process(capsys, "export-gt", "--data-path", real, "--split", "eigen", "--splits-dir",
+                                  splits, "--quiet")
+    assert code == 0, err
+    lidar = load_gt_depths(splits / "eigen" / "gt_depths.npz")
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for frame, depth in zip(frames, lidar):
+        shutil.copy(drive / "image_02" / "data" / f"{frame:010d}.png", folder / f"{frame:010d}.png")
+        Image.fromarray(np.round(depth * 256).astype(np.uint16)).save(folder / f"{frame:010d}_depth.png")
+    disps = np.random.default_rng(1).uniform(0.02, 0.5, size=(10, 192, 640)).astype(np.float32)
+    np.save(tmp_path / "d.npy", disps)
+    common = ["--ext-disp-to-eval", tmp_path / "d.npy", "--eval-mono"]
+    by_split = metrics_of(capsys, *common, "--eval-split", "eigen", "--splits-dir", splits,
+                          "--json", tmp_path / "s.json")
+    by_folder = metrics_of(capsys, *common, "--gt-dir", folder, "--eigen-crop", "--json", tmp_path / "f.json")
+    for name, value in by_split["metrics"].items():
+        assert by_folder["metrics"][name] == pytest.approx(value, rel=2e-3, abs=2e-3), name
+    uncropped = metrics_of(capsys, *common, "--gt-dir", folder, "--json", tmp_path / "u.json")
+    assert uncropped["metrics"]["abs_rel"] != pytest.approx(by_folder["metrics"]["abs_rel"], rel=1e-4)
