@@ -45,7 +45,8 @@ def test_help_never_cuts_an_option_name_or_default(name, columns, monkeypatch):
     # No sentence cut short with "..." (click's short help): only an argument's "NAME..." and the usage line.
     arguments = {names.split()[0] for names, _ in records if names.split()[0].endswith("...")}
     body = [line for line in lines if not line.startswith("Usage:")]
-    assert not [line for line in body if re.search(r"\w\.\.\.", " ".join(w for w in line.split() if w not in arguments))]
+    words = [" ".join(word for word in line.split() if word not in arguments) for line in body]
+    assert not [line for line in words if re.search(r"\w\.\.\.", line)]
     assert max(len(line) for line in lines) <= columns
     tokens = text.split()
     for names, description in records:

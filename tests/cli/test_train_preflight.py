@@ -54,8 +54,10 @@ def test_frame_ids_spelt_as_the_reference_says_how_to_write_them(tmp_path, ids, 
     assert len(lines) == 1 and f"write --frame-ids {written}" in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("args, written", [(["--scales", "0", "1", "2", "3"], "--scales 0,1,2,3"),
-                                           (["--models-to-load", "encoder", "depth"], "--models-to-load encoder,depth")])
+@pytest.mark.parametrize("args, written", [
+    (["--scales", "0", "1", "2", "3"], "--scales 0,1,2,3"),
+    (["--models-to-load", "encoder", "depth"], "--models-to-load encoder,depth"),
+])
 def test_other_space_separated_lists_say_how_to_write_them(tmp_path, args, written):
     result = run_md2("train", *args, "--log-dir", str(tmp_path))
     assert result.returncode == 2
