@@ -10,6 +10,10 @@ from pathlib import Path
 
 from md2.errors import DataError
 
+OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
+"""Names md2 predict (and the reference) write beside their inputs: never taken as inputs (pictures to
+predict, frames to train on) on a later run."""
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:

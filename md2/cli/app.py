@@ -7,6 +7,7 @@ import ctypes
 import gc
 import importlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from typer.main import get_command
 from md2 import __version__
 from md2.allocator import keep_freed_memory
 from md2.cli.errors import debug_enabled, fail
+from md2.cli.help import Command, Group
 from md2.errors import MD2Error
 
 COMMANDS = {
@@ -42,6 +44,8 @@ def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
         name="md2",
         help="Monodepth2: self-supervised monocular depth. Train, evaluate and predict on KITTI or your own data.",
         no_args_is_help=True,
+        cls=Group,
+        rich_markup_mode=None,  # plain help that never cuts a name or a default (md2.cli.help)
         pretty_exceptions_enable=False,
         add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -49,7 +53,8 @@ def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
     app.callback()(root)
     for name in names:
         module = importlib.import_module(f"md2.cli.{COMMANDS[name]}")
-        app.command(name=module.NAME, help=module.__doc__, epilog=getattr(module, "EPILOG", None))(module.command)
+        app.command(name=module.NAME, cls=Command, help=module.__doc__,
+                    epilog=getattr(module, "EPILOG", None))(module.command)
     return app
 
 
@@ -124,13 +129,46 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exit_code)  # e.g. `md2` alone: the help was printed already
         context = getattr(error, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
-        fail(format_message() + hint, exit_code)
+        fail(format_message() + (_list_hint(args, error) or hint), exit_code)
     if code == 130:  # Ctrl-C inside a command: Typer returns the code without raising
         fail("interrupted", 130)
     code = code if isinstance(code, int) else 0
     if argv is None and code == 0 and can_skip_teardown():
         exit_skipping_teardown()
     sys.exit(code)
+
+
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
+EXTRA = re.compile(r"unexpected extra argument(?:s|\(s\))? \(([^\s)]+)")
+
+
+def _list_hint(args: list[str], error: Exception) -> str:
+    """The reference's space-separated lists (``--frame-ids 0 -1 1``, ``--scales 0 1 2 3``,
+    ``--models-to-load encoder depth``) make click read ``-1`` as an option or ``1`` as an extra argument: say how
+    to write the list (" (a list is one value: write --frame-ids 0,-1,1)") when the option before takes one
+    (its help says comma-separated); "" otherwise."""
+    name = getattr(error, "option_name", None)
+    extra = EXTRA.search(str(getattr(error, "message", "")))
+    stray = name if name and NUMBER.fullmatch(name) else extra.group(1) if extra else None
+    if stray is None or stray not in args:
+        return ""
+    def value(token: str) -> bool:
+        return not token.startswith("-") or NUMBER.fullmatch(token) is not None
+    at = args.index(stray)
+    start = at
+    while start > 0 and value(args[start - 1]):
+        start -= 1
+    if start == 0 or start == at or not args[start - 1].startswith("--"):
+        return ""
+    context = getattr(error, "ctx", None)
+    params = getattr(getattr(context, "command", None), "params", [])
+    option = next((param for param in params if args[start - 1] in getattr(param, "opts", ())), None)
+    if option is None or "comma" not in (getattr(option, "help", "") or ""):
+        return ""
+    end = at
+    while end < len(args) and value(args[end]):
+        end += 1
+    return f" (a list is one value: write {args[start - 1]} {','.join(args[start:end])})"
 
 
 def can_skip_teardown() -> bool:

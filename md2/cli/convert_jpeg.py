@@ -22,7 +22,7 @@ def command(
 ) -> None:
     """Convert KITTI camera PNGs to JPEG (quality 92, 4:2:0) safely and resumably, deleting each PNG once verified."""
     from md2.cli.common import status_console
-    from md2.data.convert import convert_tree
+    from md2.data.convert import available_cpus, convert_tree
     from md2.errors import DataError
 
     console = status_console(quiet, verbose)
@@ -36,5 +36,5 @@ def command(
     console.print(f"{report.converted} images converted to JPEG, {report.skipped} already done, 0 failed; {saved}",
                   soft_wrap=True)
     if verbose:
-        console.print(f"data folder {data_path.expanduser().resolve()}, {jobs or 'all'} jobs, "
+        console.print(f"data folder {data_path.expanduser().resolve()}, {jobs or available_cpus()} jobs, "
                       f"PNGs {'kept' if keep_png else 'deleted once their JPEG is verified'}", soft_wrap=True)

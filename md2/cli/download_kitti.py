@@ -12,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from md2.cli.common import parse_str_list, status_console
 from md2.data import kitti_download as kd
-from md2.errors import DataError
+from md2.errors import DataError, DownloadError
 
 NAME = "download-kitti"
 EPILOG = ("Examples:  md2 download-kitti --split eigen --dry-run  |  md2 download-kitti --output kitti_data "
@@ -103,6 +103,12 @@ def _dry_run(archives, output: Path, mirror, jobs: int, keep_zips: bool) -> None
         typer.echo("\t".join([archive.url(mirror), _size(size), *filter(None, [_contents(archive)])]))
     total = sum(size or 0 for _, size in todo)
     unknown = sum(size is None for _, size in todo)
+    if todo and unknown == len(todo):
+        url = todo[0][0].url(mirror)
+        reason = kd.unreachable(url)
+        if reason is not None:  # offline: no "0.00 GB in total" as if it were a size
+            raise DownloadError(f"the dry run lists {len(todo)} archives but cannot tell their sizes: the server "
+                                f"of {url} could not be reached ({reason})")
     typer.echo(f"{len(todo)} archives to download ({len(archives) - len(todo)} already done), {_size(total)} in "
                f"total{f' plus {unknown} of unknown size' if unknown else ''}; about "
                f"{_size(kd.space_needed(todo, output, jobs, keep_zips))} of disk needed")

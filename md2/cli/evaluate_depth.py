@@ -18,6 +18,7 @@ EPILOG = (
     "Examples:  md2 evaluate-depth --load-weights-folder ~/tmp/mono_model/models/weights_19 --eval-mono  |  "
     "md2 evaluate-depth --model mono+stereo_640x192 --eval-stereo --post-process --json results.json  |  "
     "md2 evaluate-depth --ext-disp-to-eval other_method_disp.npy --eval-mono  |  "
+    "md2 evaluate-depth --model mono_640x192 --eval-mono --gt-dir my_photos  |  "
     "md2 evaluate-depth --model stereo_640x192 --eval-stereo --eval-split benchmark --data-path "
     "depth_selection/test_depth_prediction_anonymous --png.  "
     "Ground truth first: md2 export-gt --data-path kitti_data --split eigen"
@@ -76,6 +77,14 @@ def command(
         min=0, help="Image-loading processes (default: min(12, CPUs)).", rich_help_panel=_MODEL)] = None,
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
+    gt_dir: Annotated[Optional[Path], typer.Option(
+        help="Your own test set instead of a split: images NAME.jpg/.png and NAME_depth.png (16-bit).",
+        rich_help_panel=_DATA)] = None,
+    gt_scale: Annotated[float, typer.Option(
+        help="--gt-dir PNG value per metre (KITTI: 256; millimetres: 1000).", rich_help_panel=_DATA)] = 256.0,
+    eigen_crop: Annotated[bool, typer.Option(
+        "--eigen-crop", help="--gt-dir: Garg's crop and 1e-3..80 m, as the eigen split.",
+        rich_help_panel=_EVAL)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting, before the run.")]
     = False,
@@ -95,7 +104,7 @@ def command(
         post_process=post_process, eval_eigen_to_benchmark=eval_eigen_to_benchmark,
         save_pred_disps=save_pred_disps, no_eval=no_eval, eval_out_dir=eval_out_dir, png=png,
         num_layers=num_layers, min_depth=min_depth, max_depth=max_depth, batch_size=batch_size,
-        num_workers=_workers(num_workers), device=device)
+        num_workers=_workers(num_workers), device=device, gt_dir=gt_dir, gt_scale=gt_scale, eigen_crop=eigen_crop)
     if model is not None and ext_disp_to_eval is None:
         check_settings(_with_folder(settings, Path(model)))  # usage errors before a download
         from md2.core import zoo
@@ -103,8 +112,11 @@ def command(
         settings = _with_folder(settings, zoo.fetch_model(model, progress=not quiet))
         if eval_out_dir is None:  # not into the model cache
             settings = replace(settings, eval_out_dir=Path("."))
-    if verbose:
-        print_settings(settings.as_dict(), console)
+    if verbose:  # resolved: the model's name and folder, the device that runs it
+        from md2.core.inference import resolve_device
+
+        device_used = str(resolve_device(device)) if settings.ext_disp_to_eval is None else None
+        print_settings({"model": model, **settings.as_dict(), "device": device_used}, console)
     with progress_stages(console) as progress:
         result = run_depth_evaluation(settings, progress)
     _print_results(result, console)
@@ -124,9 +136,10 @@ def _print_results(result, console: Console) -> None:
         DEPTH_METRICS, depth_table, latex_line, reference_header, scaling_ratios_line)
 
     settings = result.settings
+    source = f"--gt-dir {settings.gt_dir}" if settings.gt_dir is not None else f"split {settings.eval_split}"
     if result.model:
         model = result.model
-        console.print(f"-> {result.num_predictions} images of split {settings.eval_split} predicted by "
+        console.print(f"-> {result.num_predictions} images of {escape(source)} predicted by "
                       f"{escape(str(model['weights_folder']))} at {model['width']}x{model['height']} on "
                       f"{model['device']}" + (" with post-processing" if settings.post_process else ""))
     else:
@@ -147,7 +160,9 @@ def _print_results(result, console: Console) -> None:
         out.print(scaling_ratios_line(scores.ratio_median, scores.ratio_std), markup=False)
     mode = "stereo (x5.4)" if settings.eval_stereo else ("mono, median scaling" if settings.median_scaling
                                                        else f"mono, x{settings.scale_factor:g}")
-    title = f"{settings.eval_split} · {scores.num_images} images · {mode}" + (
+    crop = " · eigen crop" if settings.eigen_crop else ""
+    name = Path(settings.gt_dir).name if settings.gt_dir is not None else settings.eval_split
+    title = f"{name} · {scores.num_images} images · {mode}{crop}" + (
         " · post-processed" if settings.post_process and settings.ext_disp_to_eval is None else "")
     out.print(depth_table(scores.metrics, title=title))
     out.print("\n  " + reference_header(DEPTH_METRICS), markup=False)

@@ -76,8 +76,10 @@ def command(
         check_pose_settings(replace(settings, load_weights_folder=Path(model)))  # usage errors before a download
         settings = replace(settings, load_weights_folder=fetch_pose_model(model, progress=not quiet),
                            eval_out_dir=eval_out_dir if eval_out_dir is not None else Path("."))  # not into the cache
-    if verbose:
-        print_settings(settings.as_dict(), console)
+    if verbose:  # resolved: the model's name and folder, the device that runs it
+        from md2.core.inference import resolve_device
+
+        print_settings({"model": model, **settings.as_dict(), "device": str(resolve_device(device))}, console)
     with progress_stages(console) as progress:
         result = run_pose_evaluation(settings, progress)
     _print_results(result, console)

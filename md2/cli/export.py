@@ -17,7 +17,7 @@ EPILOG = (
     "The file takes RGB in [0, 1] at the model's fixed height x width (NCHW float32, resized with LANCZOS) and "
     "carries that, min/max depth, use_stereo and its outputs' meanings as metadata. It is run by its runtime "
     "before it is kept: outputs must match PyTorch within 1e-4 (fp32), 1e-2 (fp16), 5e-2 (bf16). "
-    "md2 predict --weights FILE runs it. ONNX needs: pip install \"md2\\[export]\"."
+    "md2 predict --weights FILE runs it. ONNX needs: pip install \"md2[export]\"."
 )
 
 _MODEL = "model"
@@ -67,9 +67,12 @@ def command(
     settings = ExportSettings(output=output, format=format_, model=model, weights=weights, with_pose=with_pose,
                               opset=opset, dynamic_batch=dynamic_batch, precision=precision, disp_only=disp_only,
                               min_depth=min_depth, max_depth=max_depth)
-    check_export_settings(settings)
-    if verbose:
-        print_settings(asdict(settings), console)
+    kind = check_export_settings(settings)
+    if verbose:  # the resolved settings: the format the suffix chose, the opset used
+        from md2.core.export.onnx_file import DEFAULT_OPSET
+
+        resolved = {"format": kind, "opset": (settings.opset or DEFAULT_OPSET) if kind == "onnx" else None}
+        print_settings({**asdict(settings), **resolved}, console)
     spinner = console.status("loading the model") if console.is_terminal and not quiet else nullcontext()
     with spinner as status:
         def stage(name: str, total: int):

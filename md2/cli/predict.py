@@ -3,6 +3,7 @@ test_simple.py)."""
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -170,6 +171,7 @@ def _videos(predictor, paths: list[Path], options, console, quiet: bool, verbose
                       TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal,
                       transient=True) as progress:
             task = progress.add_task(escape(path.name), total=None)
+            began = time.perf_counter()
             try:
                 report = predict_video(predictor, path, options,
                                        on_start=lambda total: progress.update(task, total=total),
@@ -183,8 +185,11 @@ def _videos(predictor, paths: list[Path], options, console, quiet: bool, verbose
             except DataError as error:
                 failed.append(str(error))
                 continue
-        if verbose or len(paths) > 1:
-            console.print(f"  {escape(str(report.video))}: {report.frames} frames", highlight=False)
+        seconds = time.perf_counter() - began
+        rate = f" at {report.frames / seconds:.1f} frames/s" if seconds > 0 and report.frames else ""
+        saved = f", per-frame files in {escape(str(report.frames_folder))}" if report.frames_folder else ""
+        console.print(f"{escape(path.name)} -> {escape(str(report.video))}: {report.frames} frames written{rate}"
+                      f"{saved}", highlight=False)
     return failed
 
 

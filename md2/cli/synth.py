@@ -48,7 +48,10 @@ def command(
                            odometry=odometry)
     console = status_console(quiet, verbose)
     if verbose:
-        console.print(f"settings: {options}, jobs {jobs or 'all cores'}", soft_wrap=True)
+        from md2.data.convert import available_cpus
+
+        console.print(f"settings: {options}, up to {min(jobs or available_cpus(), drives * frames)} jobs",
+                      soft_wrap=True)
     total = drives * frames
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                   disable=quiet or total < PROGRESS_FROM or not console.is_terminal, transient=True) as progress:

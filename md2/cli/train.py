@@ -10,8 +10,8 @@ from types import UnionType
 from typing import Annotated, Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
-from rich.console import Console
 
+from md2.cli.common import status_console
 from md2.core.train.config import MODALITIES, SECTIONS, build_config
 from md2.core.train.prefault import start_prefault, start_prefault_for_run
 from md2.errors import UsageError
@@ -80,9 +80,7 @@ def command(ctx: typer.Context, **options: Any) -> None:
     config_file = options.pop("config")
     resume = options.pop("resume")
     quiet, verbose = options.pop("quiet"), options.pop("verbose")
-    if quiet and verbose:
-        raise UsageError("give --quiet or --verbose, not both")
-    console = Console(stderr=True, quiet=quiet)
+    console = status_console(quiet, verbose)  # refuses both; lines never wrapped mid-phrase when piped
     # A corrupt PNG is reported as one DataError line; OpenCV's own warning about it (also in the loader
     # workers, which inherit the environment) would only repeat it.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")

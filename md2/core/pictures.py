@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from md2.errors import DataError
+from md2.files import OUTPUT_SUFFIXES  # noqa: F401 - also md2.core.pictures.OUTPUT_SUFFIXES
 
-OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
-"""Names md2 (and the reference) write; never taken as inputs on a later run."""
 AHEAD_BYTES = 64 << 20
 """Network-size pixels :class:`PreparedAhead` may hold (173 pictures at 640x192)."""
 
@@ -52,8 +51,28 @@ def collect_inputs(inputs: Iterable[str], ext: str = "jpg") -> list[Path]:
         found.extend(p for p in matches if not p.name.endswith(OUTPUT_SUFFIXES))
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise DataError(f"no images to predict in {', '.join(map(str, inputs))} (looked for *.{ext})")
+        raise DataError(f"no images to predict in {', '.join(map(str, inputs))} (looked for *.{ext.lstrip('.')})"
+                        + _held_types(inputs))
     return unique
+
+
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def _held_types(inputs: Iterable[str]) -> str:
+    """``"; the folder holds 12 .png: add --ext png"``: the picture types the given folders do hold."""
+    counts: dict[str, int] = {}
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            for child in path.iterdir():
+                suffix = child.suffix.lower()
+                if suffix in PICTURE_SUFFIXES and not child.name.endswith(OUTPUT_SUFFIXES):
+                    counts[suffix] = counts.get(suffix, 0) + 1
+    if not counts:
+        return ""
+    held = ", ".join(f"{count} {suffix}" for suffix, count in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"; it holds {held}: add --ext {max(counts, key=counts.get).lstrip('.')}"
 
 
 def prepare_image(path: Path, width: int, height: int) -> Prepared:

@@ -125,6 +125,21 @@ def remote_size(url: str, timeout: float = 30.0) -> int | None:
         return None
 
 
+def unreachable(url: str, timeout: float = 30.0) -> str | None:
+    """Why the server of ``url`` cannot be reached (no network, unknown host, refused, timed out), or None when
+    it answers anything at all (an HTTP error status is an answer)."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "md2"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as error:
+        return str(getattr(error.reason, "strerror", None) or error.reason)
+    except OSError as error:
+        return error.strerror or str(error)
+
+
 def plan(archives: list[KittiArchive], output: Path, mirror: Mirror = OFFICIAL,
          jobs: int = 4) -> list[tuple[KittiArchive, int | None]]:
     """What is still to get (whole archives, or the drives of the annotations not unpacked yet), with the

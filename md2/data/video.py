@@ -41,6 +41,7 @@ from md2.data.datasets.base import FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.sample import FrameId
 from md2.errors import DataError, UsageError
+from md2.files import OUTPUT_SUFFIXES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -136,8 +137,10 @@ def list_frames(folder: Path) -> list[Path]:
 
 
 def _frame_files(folder: Path) -> Iterator[Path]:
-    """The image files directly in ``folder``, in directory order."""
-    return (path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    """The image files directly in ``folder``, in directory order; md2 predict's outputs (``*_disp.jpeg``,
+    ``*_depth.png``) are not frames."""
+    return (path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES
+            and not path.name.endswith(OUTPUT_SUFFIXES) and path.is_file())
 
 
 def _natural_key(path: Path) -> tuple:

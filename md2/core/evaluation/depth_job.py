@@ -51,6 +51,9 @@ class DepthEvalSettings:
     batch_size: int = 16
     num_workers: int = 0
     device: str = "auto"
+    gt_dir: Path | None = None
+    gt_scale: float = 256.0
+    eigen_crop: bool = False
 
     @property
     def median_scaling(self) -> bool:
@@ -102,6 +105,12 @@ def check_settings(settings: DepthEvalSettings) -> None:
         raise UsageError(f"need 0 < --min-depth < --max-depth, got {settings.min_depth} and {settings.max_depth}")
     if settings.pred_depth_scale_factor <= 0:
         raise UsageError(f"--pred-depth-scale-factor must be positive, got {settings.pred_depth_scale_factor}")
+    if settings.gt_dir is None and (settings.eigen_crop or settings.gt_scale != 256.0):
+        raise UsageError("--eigen-crop and --gt-scale are for --gt-dir (a split's crop follows its name)")
+    if settings.gt_dir is not None and settings.eval_eigen_to_benchmark:
+        raise UsageError("--eval-eigen-to-benchmark re-indexes a KITTI split; it does not apply to --gt-dir")
+    if not settings.gt_scale > 0 or not np.isfinite(settings.gt_scale):
+        raise UsageError(f"--gt-scale must be a positive number, got {settings.gt_scale}")
 
 
 def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None = None) -> DepthEvaluation:
@@ -110,6 +119,8 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
 
     check_settings(settings)
     result = DepthEvaluation(settings)
+    if settings.gt_dir is not None:
+        return _evaluate_gt_dir(settings, result, progress)
     if settings.ext_disp_to_eval is not None:
         disps = _external_disparities(settings)
     else:
@@ -134,6 +145,32 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
         raise DataError(f"{len(disps)} disparities from {source} but split {settings.eval_split!r} has "
                         f"{len(gt_depths)} ground-truth depth maps ({split_dir / 'gt_depths.npz'})")
     result.scores = score_disparities(disps, gt_depths, eigen_crop=settings.eval_split == "eigen",
+                                      median_scaling=settings.median_scaling, scale_factor=settings.scale_factor,
+                                      on_image=_stage(progress, "evaluate", len(disps)))
+    return result
+
+
+def _evaluate_gt_dir(settings: DepthEvalSettings, result: DepthEvaluation,
+                     progress: Progress | None) -> DepthEvaluation:
+    """--gt-dir: the folder's images (or --ext-disp-to-eval, in their sorted order) against their depth PNGs,
+    scored as a split: the same metrics, median scaling, and Garg's crop with --eigen-crop."""
+    from md2.core.evaluation.gt_folder import find_pairs, read_gt_depth
+
+    pairs = find_pairs(settings.gt_dir)
+    if settings.ext_disp_to_eval is not None:
+        disps = _external_disparities(settings)
+    else:
+        disps = _model_disparities(settings, None, result, progress, pairs=pairs)
+    result.num_predictions = len(disps)
+    if settings.save_pred_disps:
+        result.saved_disps = save_disparities(disps, settings.out_dir, Path(settings.gt_dir).name)
+    if settings.no_eval:
+        return result
+    if len(disps) != len(pairs):
+        raise DataError(f"{len(disps)} disparities from {settings.ext_disp_to_eval} but --gt-dir "
+                        f"{settings.gt_dir} holds {len(pairs)} images with ground truth")
+    gt_depths = [read_gt_depth(pair.depth, settings.gt_scale) for pair in pairs]
+    result.scores = score_disparities(disps, gt_depths, eigen_crop=settings.eigen_crop,
                                       median_scaling=settings.median_scaling, scale_factor=settings.scale_factor,
                                       on_image=_stage(progress, "evaluate", len(disps)))
     return result
@@ -169,8 +206,8 @@ def _external_disparities(settings: DepthEvalSettings) -> np.ndarray:
     return load_external_disparities(settings.ext_disp_to_eval, ids)
 
 
-def _model_disparities(settings: DepthEvalSettings, split_dir: Path, result: DepthEvaluation,
-                       progress: Progress | None) -> np.ndarray:
+def _model_disparities(settings: DepthEvalSettings, split_dir: Path | None, result: DepthEvaluation,
+                       progress: Progress | None, pairs: list | None = None) -> np.ndarray:
     from md2.core.checkpoint import read_model_meta
     from md2.core.inference import DepthPredictor
     from md2.core.evaluation.datasets import depth_test_dataset
@@ -179,7 +216,12 @@ def _model_disparities(settings: DepthEvalSettings, split_dir: Path, result: Dep
     folder = Path(settings.load_weights_folder).expanduser()
     meta = read_model_meta(folder)
     height, width, use_stereo = meta.height, meta.width, meta.use_stereo
-    dataset = depth_test_dataset(settings.eval_split, split_dir, settings.data_path, height, width, settings.png)
+    if pairs is not None:  # --gt-dir
+        from md2.core.evaluation.gt_folder import FolderImages
+
+        dataset = FolderImages(pairs, height, width)
+    else:
+        dataset = depth_test_dataset(settings.eval_split, split_dir, settings.data_path, height, width, settings.png)
     predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
     predictor.min_depth, predictor.max_depth = settings.min_depth, settings.max_depth
     result.model = {"weights_folder": folder, "height": height, "width": width, "use_stereo": bool(use_stereo),

@@ -80,6 +80,7 @@ class OptimConfig:
     batch_size: int = _opt(12, "Batch size (per process when distributed).")
     learning_rate: float = _opt(1e-4, "Adam learning rate.")
     num_epochs: int = _opt(20, "Number of epochs.")
+    max_steps: int = _opt(0, "Stop after N optimiser steps, saving weights and state (0: no limit).")
     scheduler_step_size: int = _opt(15, "StepLR step size in epochs (gamma 0.1).")
 
 
@@ -250,6 +251,8 @@ def validate(config: TrainConfig) -> None:
     for name in ("batch_size", "num_epochs", "scheduler_step_size"):
         if getattr(config.optim, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    if config.optim.max_steps < 0:
+        raise UsageError(f"--max-steps must be >= 0 (0: no limit), got {config.optim.max_steps}")
     if config.optim.learning_rate <= 0:
         raise UsageError("--learning-rate must be positive")
     if config.run.log_frequency <= 0 or config.run.save_frequency <= 0 or config.run.save_every_steps < 0:

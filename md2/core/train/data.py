@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from md2.core.train.config import TrainConfig
 from md2.data.kitti import DATASETS
+from md2.data.preflight import check_first_and_last
 from md2.data.resize_cache import ResizeCache
 from md2.data.sample import Batch, collate_samples
 from md2.data.splits import read_split_file, split_file
@@ -136,6 +137,9 @@ def build_dataset(config: TrainConfig, which: str, is_train: bool, uint8_images:
                          num_scales=len(config.model.scales), is_train=is_train,
                          img_ext=".png" if data.png else ".jpg", use_stereo=data.use_stereo, seed=config.run.seed,
                          uint8_images=uint8_images)
+        # Before the run folder is created: a forgotten --png or a missing image_03 in one line, not at the
+        # first batch.
+        check_first_and_last(dataset, which, tolerate_some=data.skip_bad_samples)
     if data.resize_cache is not None:
         dataset.resize_cache = ResizeCache(data.resize_cache, data.width, data.height, len(config.model.scales))
     return SkipBadSamples(dataset) if data.skip_bad_samples else dataset

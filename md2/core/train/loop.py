@@ -28,7 +28,7 @@ from md2.core.train.epoch_bar import EpochBar, peak_memory_gb
 from md2.core.train.models import build_models
 from md2.core.train.speed import CompileFallback, accelerate, amp_dtype, compile_networks
 from md2.core.train.step import Warpers, training_step
-from md2.core.train.tb_logging import RunLogger, log_scalars, should_log
+from md2.core.train.tb_logging import RunLogger, log_scalars, should_log, validation_summary
 from md2.data.device_augment import finish_batch
 from md2.errors import CheckpointError, MD2Error, UsageError
 
@@ -98,7 +98,7 @@ class Trainer:
         self.run_dir, device = config.log_path, placement.device
         self.device, self.verbose = device, verbose and placement.is_main
         if console is None or not placement.is_main:  # only rank 0 prints
-            console = Console(stderr=True, quiet=not placement.is_main)
+            console = Console(stderr=True, quiet=not placement.is_main, soft_wrap=True)
         self.console = console
         run = config.run
         if device.type == "cuda":
@@ -129,6 +129,7 @@ class Trainer:
         # First step with a non-finite loss, kept on the device: no host sync per step.
         self.bad_step = torch.full((), distributed.NO_BAD_STEP, dtype=torch.int64, device=device)
         self.logger: RunLogger | None = None
+        self.epoch_validation: list[dict[str, float]] = []  # this epoch's validation scalars, for its console line
 
     # -- starting points ---------------------------------------------------------------------------------
     def load_pretrained(self, folder: Path) -> None:
@@ -185,14 +186,20 @@ class Trainer:
             self.console.print(f"options: {to_dict(config)}", highlight=False)
         try:
             for epoch in range(progress.epoch, config.optim.num_epochs):
+                if self._step_limit_reached(progress.step):
+                    break
                 if progress.batch_in_epoch == 0:
                     self._scheduler_step()
                 progress = self._epoch(epoch, progress)
+                if progress.epoch == epoch:  # stopped inside the epoch by --max-steps: its weights and state
+                    self._save_state(progress, self._save_weights(epoch))
+                    break
                 weights = self._save_weights(epoch) if (epoch + 1) % config.run.save_frequency == 0 else None
                 self._save_state(progress, weights)
         finally:
             self.logger.close()
-        self.console.print(f"done: {progress.step} steps; peak memory {peak_memory_gb(self.device):.2f} GB "
+        limit = f" (--max-steps {config.optim.max_steps})" if self._step_limit_reached(progress.step) else ""
+        self.console.print(f"done: {progress.step} steps{limit}; peak memory {peak_memory_gb(self.device):.2f} GB "
                            f"({'CUDA allocated' if self.device.type == 'cuda' else 'resident'})", highlight=False)
         return self.run_dir
 
@@ -223,11 +230,34 @@ class Trainer:
                 step += 1
                 del losses, outputs  # not held while the next batch loads and runs
                 bar.advance(samples_per_step)
+                if self._step_limit_reached(step) and batch_index + 1 < per_epoch:
+                    self._check_finite()
+                    self._report_skipped(epoch)
+                    self._report_validation(epoch)
+                    return state.Progress(epoch, step, batch_index + 1, self._val_position())
                 if run.save_every_steps and step % run.save_every_steps == 0 and batch_index + 1 < per_epoch:
                     self._save_state(state.Progress(epoch, step, batch_index + 1, self._val_position()))
         self._check_finite()
         self._report_skipped(epoch)
+        self._report_validation(epoch)
         return state.Progress(epoch + 1, step, 0, self._val_position())
+
+    def _report_validation(self, epoch: int) -> None:
+        """One console line per epoch: the means of the losses and depth metrics of the validation batches run
+        in it (one at each log, as the reference validates), as TensorBoard's val curves show them."""
+        taken, self.epoch_validation = self.epoch_validation, []
+        if not self.placement.is_main:
+            return
+        if not taken:
+            self.console.print(f"epoch {epoch}: no validation batch (one runs at each log: --log-frequency)",
+                               highlight=False)
+            return
+        self.console.print(f"epoch {epoch}: validation ({len(taken)} batch{'es' if len(taken) > 1 else ''}) "
+                           + validation_summary(taken), highlight=False)
+
+    def _step_limit_reached(self, step: int) -> bool:
+        """``--max-steps``: whether ``step`` optimiser steps are all the run may take."""
+        return 0 < self.config.optim.max_steps <= step
 
     def _report_skipped(self, epoch: int) -> None:
         """--skip-bad-samples: the samples replaced in this epoch by every process (train and val), counted."""
@@ -287,7 +317,9 @@ class Trainer:
                 losses, outputs = training_step(self.val_networks, batch, self.config, self.warpers, self.ssim)
         finally:
             self.models.train()
-        self.logger.log("val", step, log_scalars(losses, batch, outputs), batch, outputs, self.config.model.scales)
+        values = self.logger.log("val", step, log_scalars(losses, batch, outputs), batch, outputs,
+                                 self.config.model.scales)
+        self.epoch_validation.append(values)
 
     def _val_position(self) -> int:
         return self.val_batches.position if self.val_batches is not None else 0

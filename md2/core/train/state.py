@@ -32,7 +32,7 @@ from md2.files import atomic_path
 STATE_FILE = "training_state.pth"
 CHECKPOINTS = "checkpoints"
 FORMAT = 1
-RESUMABLE_OVERRIDES = {"num_epochs", "num_workers", "device", "log_frequency", "save_frequency",
+RESUMABLE_OVERRIDES = {"num_epochs", "max_steps", "num_workers", "device", "log_frequency", "save_frequency",
                        "save_every_steps", "data_path", "splits_dir", "skip_bad_samples", "resize_cache"}
 """Options ``--resume`` may change: none of them changes the numbers a step computes (``skip_bad_samples``
 only where a sample cannot be read at all)."""

@@ -149,3 +149,20 @@ def masked_crc32c(data: bytes) -> int:
 
     crc = google_crc32c.value(bytes(data))
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+SUMMARY_NAMES = {"loss": "loss", **{f"de/{name}": name for name in
+                                     ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")}}
+"""Validation scalars shown on the console (TensorBoard name -> shown name), in this order."""
+
+
+def validation_summary(batches: list[dict[str, float]]) -> str:
+    """``"loss 0.1234, abs_rel 0.120, ..."``: each scalar's mean over the batches that have it; a non-finite
+    mean is shown as n/a, never as a number."""
+    parts = []
+    for name, shown in SUMMARY_NAMES.items():
+        values = [values[name] for values in batches if name in values]
+        if values:
+            mean = float(np.mean(values))
+            parts.append(f"{shown} {mean:.4f}" if np.isfinite(mean) else f"{shown} n/a")
+    return ", ".join(parts)
