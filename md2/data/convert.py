@@ -27,10 +27,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from md2.errors import DataError
 from md2.files import give_new_file_mode
+from md2.images import UNREADABLE_IMAGE
 
 QUALITY = 92
 SUBSAMPLING_420 = 2
@@ -42,6 +44,12 @@ _RAW_CAMERA = re.compile(r"image_0[0-3]")
 _ODOMETRY_CAMERA = re.compile(r"image_[0-3]")
 _NEVER_IMAGES = {"proj_depth", "velodyne_points", "velodyne", "oxts"}
 """Folders never descended into: ground truth (proj_depth) and sensor data that holds no camera image."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CAMERA_MODES = ("L", "RGB", "P")
+"""Pillow modes of 8-bit camera images: grey, colour, and a palette of 8-bit colours (converted to RGB)."""
+SAME_IMAGE_LEVELS = 1.0
+"""How much further (mean grey levels) than md2's own JPEG another encoder's may be from the PNG and still
+count as its conversion."""
 _TEMPORARY = re.compile(r"\..+\.jpg\.[^.]+\.tmp")
 
 
@@ -127,7 +135,8 @@ class ConvertReport:
     """What a conversion did.
 
     converted: JPEGs written by this run; skipped: PNGs whose verified JPEG an earlier run had already written
-    (the PNG deleted now unless keep_png); failed: one message per PNG that could not be read (left in place);
+    (the PNG deleted now unless keep_png); failed: one message per PNG left in place (unreadable,
+    not an 8-bit camera image, or beside a JPEG that is another picture);
     bytes_before / bytes_after: total size of the PNGs / JPEGs of the converted and skipped images.
     """
 
@@ -166,8 +175,18 @@ def scan_tree(root: Path | str) -> tuple[list[Path], list[Path]]:
     """(camera PNGs, stale temporary JPEGs) under ``root``, each sorted; ``root`` may itself be a camera folder."""
     pngs: list[Path] = []
     stale: list[Path] = []
-    for folder, subfolders, files in os.walk(Path(root).absolute()):
-        subfolders[:] = sorted(name for name in subfolders if name not in _NEVER_IMAGES)
+    root = Path(root).absolute()
+    seen = {os.path.realpath(root)}
+    # Symlinked folders are followed (a camera folder linked from another disk is converted where it lives, as
+    # training reads it through the link); each real folder once, so a link to an ancestor is no loop.
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(folder, name))
+            if name not in _NEVER_IMAGES and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
         folder = Path(folder)
         if not is_camera_folder(folder):
             continue
@@ -187,8 +206,59 @@ def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
         with Image.open(path) as image:
             image.load()  # a truncated file raises here (Pillow's LOAD_TRUNCATED_IMAGES is off by default)
             return image.size == size
-    except (OSError, SyntaxError, ValueError):
+    except UNREADABLE_IMAGE:
         return False
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Bits per sample from a PNG's IHDR chunk (its first: signature 8, length 4, "IHDR" 4, width 4,
+    height 4, then the bit depth); None for a file that is not a PNG."""
+    with open(path, "rb") as stream:
+        head = stream.read(25)
+    return head[24] if len(head) == 25 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" else None
+
+
+def _not_a_camera_image(png: Path, image: Image.Image) -> str | None:
+    """Why ``image`` (opened from ``png``, header only) is not an 8-bit camera image, or None when it is.
+
+    KITTI's camera PNGs are 8-bit grayscale or RGB. A 16-bit PNG (a depth map, say) would lose everything
+    but its top byte in a JPEG, and an alpha channel would be dropped: such files are left alone."""
+    depth = _png_bit_depth(png)
+    if image.mode not in CAMERA_MODES or (depth is not None and depth > 8):
+        bits = f", {depth}-bit" if depth is not None else ""
+        return f"{png} is not an 8-bit camera image (mode {image.mode}{bits}): left as it is"
+    return None
+
+
+def encode_jpeg(image: Image.Image, quality: int = QUALITY) -> bytes:
+    """``image`` as JPEG bytes (quality, 4:2:0): deterministic for a given Pillow / libjpeg."""
+    encoded = io.BytesIO()
+    image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+    return encoded.getvalue()
+
+
+def _difference(jpeg: Path | bytes, pixels: np.ndarray) -> float:
+    """Mean absolute difference (grey levels) between the decoded ``jpeg`` and ``pixels`` (same mode)."""
+    with Image.open(io.BytesIO(jpeg) if isinstance(jpeg, bytes) else jpeg) as image:
+        decoded = np.asarray(image.convert("RGB" if pixels.ndim == 3 else "L"), dtype=np.int16)
+    return float(np.abs(decoded - pixels).mean()) if decoded.shape == pixels.shape else float("inf")
+
+
+def _why_not_its_conversion(jpeg: Path, png: Path, ours: bytes, image: Image.Image) -> str | None:
+    """None when the JPEG at ``jpeg`` is the conversion of ``image`` (read from ``png``), else why not.
+
+    Byte for byte md2's own encoding (``ours``, what an earlier run wrote) is the conversion. Another
+    encoder's (the reference's ImageMagick at quality 92) is accepted when its pixels are as close to the
+    PNG's as md2's own JPEG's are, within one grey level on average: a neighbouring frame, even of a car
+    standing in a jam, differs by about 13 levels on real KITTI frames, md2's own JPEG by about 3.4."""
+    if jpeg.read_bytes() == ours:
+        return None
+    pixels = np.asarray(image, dtype=np.int16)
+    theirs, own = _difference(jpeg, pixels), _difference(ours, pixels)
+    if theirs <= own + SAME_IMAGE_LEVELS:
+        return None
+    return (f"{jpeg} is not the conversion of {png.name} (mean difference {theirs:.1f} grey levels, md2's own "
+            f"JPEG {own:.1f}): both kept; delete the wrong one and run again")
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -202,17 +272,17 @@ def _fsync_folder(folder: Path) -> None:
             os.close(handle)
 
 
-def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
-    """Write ``image`` to ``jpeg`` (quality, 4:2:0): encoded in memory, written to a unique temporary name,
-    fsynced, re-opened and decoded in full at the image's size, and only then renamed to ``jpeg``.
+def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY, encoded: bytes | None = None) -> None:
+    """Write ``image`` to ``jpeg`` (quality, 4:2:0; or its bytes ``encoded`` already): encoded in memory,
+    written to a unique temporary name, fsynced, re-opened and decoded in full at the image's size, and only
+    then renamed to ``jpeg``.
 
     So a file named ``jpeg`` is always a complete JPEG. Any failure (disk full, permission, a folder in the way,
     bytes that do not decode back) raises DataError naming ``jpeg`` and removes the temporary file.
     """
     # Encoding into memory first: Pillow writing straight to a file descriptor does not notice a short write
     # (a full disk), whereas Python's file object raises it as an OSError.
-    encoded = io.BytesIO()
-    image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+    encoded = encode_jpeg(image, quality) if encoded is None else encoded
     try:
         handle, name = tempfile.mkstemp(prefix=f".{jpeg.name}.", suffix=".tmp", dir=jpeg.parent)
     except OSError as error:
@@ -221,7 +291,7 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             give_new_file_mode(stream.fileno())  # readable as the PNG beside it, not by its owner only
-            stream.write(encoded.getbuffer())
+            stream.write(encoded)
             stream.flush()
             os.fsync(stream.fileno())
         if not _decodes_at(temporary, image.size):
@@ -239,24 +309,33 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
 def prepare_jpeg(png: Path, quality: int = QUALITY) -> ImageResult:
     """Make sure PNG.with_suffix(".jpg") holds this PNG as a verified JPEG; the PNG itself is left in place.
 
-    A JPEG that an earlier run left and that decodes at the PNG's size is kept (outcome "skipped"); one that does
-    not decode is rewritten ("converted"). An unreadable PNG gives outcome "failed". A write failure raises
-    DataError naming the JPEG.
+    A JPEG already there counts as done (outcome "skipped") only when it is this PNG's conversion (see
+    :func:`_why_not_its_conversion`); one that does not decode at the PNG's size is rewritten ("converted");
+    any other is a different picture, and both files are kept (outcome "failed", saying so). A PNG that cannot
+    be read, or is not an 8-bit camera image (16 bits, alpha), is left alone ("failed"). A write failure
+    raises DataError naming the JPEG.
     """
     jpeg = png.with_suffix(".jpg")
     try:
-        png_bytes = png.stat().st_size
+        png_bytes = png.lstat().st_size if not png.is_symlink() else 0  # deleting a link frees nothing
         with Image.open(png) as image:
-            size = image.size  # header only: a resumed run does not decode PNGs already converted
-            if _decodes_at(jpeg, size):
-                return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
+            refused = _not_a_camera_image(png, image)
+            if refused is not None:
+                return ImageResult("failed", message=refused)
+            existing = _decodes_at(jpeg, image.size)
             image.load()
             pixels = image.copy() if image.mode in ("RGB", "L") else image.convert("RGB")
     except FileNotFoundError:
         return ImageResult("skipped")  # removed since the tree was scanned: nothing left to do
-    except (OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:
         return ImageResult("failed", message=f"cannot read {png}: {error}")
-    write_jpeg(pixels, jpeg, quality)
+    encoded = encode_jpeg(pixels, quality)
+    if existing:
+        why_not = _why_not_its_conversion(jpeg, png, encoded, pixels)
+        if why_not is None:
+            return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
+        return ImageResult("failed", message=why_not)
+    write_jpeg(pixels, jpeg, quality, encoded)
     return ImageResult("converted", png_bytes, jpeg.stat().st_size)
 
 
