@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from md2.errors import DataError
+from md2.images import UNREADABLE_IMAGE
 
 OUTPUT_SUFFIXES = ("_disp.jpeg", "_disp.jpg", "_disp.png", "_depth.png", "_disp.mp4")
 """Names md2 (and the reference) write; never taken as inputs on a later run."""
@@ -68,7 +69,7 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image if image.mode == "RGB" else image.convert("RGB")  # an RGB file: no copy
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:  # a decompression bomb too: one line, and a folder goes on
         raise DataError(f"cannot read image {path}: {error}") from None
 
 

@@ -24,6 +24,7 @@ from md2.core.predict import PIPELINE_WORKERS, ImageArrays, batch_disparity, ima
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError
+from md2.files import make_folder
 
 SCALE_SPAN = 30
 """Frames over which the colour scale averages (about a second of video)."""
@@ -146,7 +147,7 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
     def finish(frame: Frame, ready: Prepared, arrays: ImageArrays) -> np.ndarray:
         picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             stem = folder / f"{frame.number:06d}"
             if options.save_frames:
                 write_npy(stem, arrays.npy, options.pred_metric_depth)

@@ -29,7 +29,7 @@ from md2.core.metrics import (
     post_process_disparity,
 )
 from md2.errors import DataError
-from md2.files import atomic_path
+from md2.files import atomic_path, make_folder
 
 BENCHMARK_SIZE = (1216, 352)
 """(width, height) of the KITTI depth benchmark's test images."""
@@ -162,7 +162,7 @@ def write_benchmark_pngs(disps: np.ndarray, out_dir: Path,
 def _make_dir(folder: Path) -> Path:
     folder = Path(folder).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
     except OSError as error:
         raise DataError(f"cannot create folder {folder}: {error.strerror or error}") from None
     return folder
