@@ -8,6 +8,7 @@ A folder holds ``encoder.pth`` (the depth encoder's state dict plus plain ``heig
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import secrets
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from md2.errors import CheckpointError
+from md2.core.checkpoint_header import MAX_NETWORK_SIDE
 
 PLAIN_VALUES = ("height", "width", "use_stereo")
 """Extra entries of encoder.pth that are not parameters."""
@@ -178,6 +180,10 @@ def load_state_dict_file(path: Path) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({reason})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    for key, value in state.items():
+        # A network with NaN weights predicts NaN everywhere, which would be written out as if it were depth.
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: {key!r} holds NaN or infinite values (a corrupt or diverged model)")
     return state
 
 
@@ -256,7 +262,16 @@ def meta_from_encoder_state(state: dict, path: Path) -> ModelMeta:
     if missing:
         raise CheckpointError(f"{path}: no {missing[0]!r} entry (not a Monodepth2 encoder.pth?)")
     height, width = _plain_int(state["height"]), _plain_int(state["width"])
-    if height is None or width is None or height < 64 or width < 64 or height % 32 or width % 32:
+    for key, value in (("height", height), ("width", width)):
+        if value is None:  # a string "128" would otherwise be reported as a size that is not a multiple of 32
+            stored = state[key]
+            shown = repr(stored) if len(repr(stored)) <= 40 else repr(stored)[:37] + "..."
+            raise CheckpointError(f"{path}: its {key!r} is {shown} ({type(stored).__name__}), not a whole number "
+                                  "of pixels")
+    if max(height, width) > MAX_NETWORK_SIDE:
+        raise CheckpointError(f"{path}: its input size {height}x{width} (height x width) is beyond md2's bound of "
+                              f"{MAX_NETWORK_SIDE} pixels a side; refused before allocating anything")
+    if height < 64 or width < 64 or height % 32 or width % 32:
         raise CheckpointError(f"{path}: its input size {state['height']}x{state['width']} (height x width) is not "
                               "a multiple of 32 of at least 64, which the depth network needs")
     return ModelMeta(height, width, bool(state.get("use_stereo", False)), infer_num_layers(state, str(path)))
@@ -266,9 +281,9 @@ def _plain_int(value) -> int | None:
     """An int stored as a plain number (or a one-element tensor); None for anything else."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return int(value)
+    return int(value) if int(value) == value else None
 
 
 def load_depth_model(folder: Path, device: torch.device | str | None = None,

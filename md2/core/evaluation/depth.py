@@ -171,7 +171,8 @@ def _make_dir(folder: Path) -> Path:
 # -- scoring -----------------------------------------------------------------------------------------------
 def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Sequence[np.ndarray],
                       eigen_crop: bool, median_scaling: bool, scale_factor: float = 1.0,
-                      on_image: Callable[[int], None] | None = None) -> DepthScores:
+                      on_image: Callable[[int], None] | None = None,
+                      names: Sequence[str] | None = None) -> DepthScores:
     """Score disparities against ground truth as the reference does, image by image.
 
     Args:
@@ -180,15 +181,21 @@ def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Seque
         eigen_crop: the eigen split's evaluation: gt in (1e-3, 80) m inside Garg's crop; else gt > 0.
         median_scaling: multiply each image's depths by median(gt) / median(pred) (mono models).
         scale_factor: multiply depths first (5.4 for stereo models, whose baseline was 0.1).
+        names: what to call each image in errors (its split line), else its index.
     Returns:
         :class:`DepthScores`; metrics are means over images of per-image metrics, not over pixels.
+    Raises:
+        DataError naming the image whose metrics are not finite (a ground-truth map without a valid pixel,
+        disparities that are all zero or NaN): the reference would print NaN means as if they were results.
     """
     if len(disps) != len(gt_depths):
         raise DataError(f"{len(disps)} predictions for {len(gt_depths)} ground-truth depth maps")
     rows, ratios = [], []
     masks: dict[tuple[int, int], np.ndarray] = {}  # the crop depends only on the size: one per KITTI size
-    for disp, gt in zip(disps, gt_depths):
+    for index, (disp, gt) in enumerate(zip(disps, gt_depths)):
         row, ratio = score_image(disp, gt, eigen_crop, median_scaling, scale_factor, masks)
+        if not np.isfinite(row).all():
+            raise DataError(_why_not_finite(index, names, len(disps), disp, gt, eigen_crop, masks))
         rows.append(row)
         ratios.append(ratio)
         if on_image is not None:
@@ -198,6 +205,20 @@ def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Seque
     means = per_image.mean(0)
     metrics = {name: float(value) for name, value in zip(DEPTH_METRICS, means)}
     return DepthScores(metrics, per_image, np.array(ratios) if median_scaling else None)
+
+
+def _why_not_finite(index: int, names: Sequence[str] | None, count: int, disp: np.ndarray, gt: np.ndarray,
+                    eigen_crop: bool, masks: dict | None) -> str:
+    """The one line saying which image has no finite metrics, and why."""
+    where = f"image {index} of {count}" + (f" ({names[index]})" if names is not None and index < len(names) else "")
+    if not _valid_mask(np.asarray(gt), eigen_crop, masks).any():
+        inside = " inside the Eigen crop, between 1 mm and 80 m" if eigen_crop else ""
+        return f"{where}: its ground-truth depth map has no valid pixel{inside} (all zero or NaN); nothing to score"
+    with np.errstate(invalid="ignore"):
+        finite = np.asarray(disp)[np.isfinite(disp)]
+    shown = f"between {finite.min():.3g} and {finite.max():.3g}" if finite.size else "none finite"
+    return (f"{where}: its metrics are not finite: the predicted disparities are zero, negative or not finite "
+            f"({shown}); no result is reported")
 
 
 def score_image(disp: np.ndarray, gt: np.ndarray, eigen_crop: bool, median_scaling: bool,
