@@ -97,12 +97,13 @@ def save_weights_folder(folder: Path, modules: dict[str, nn.Module], *, height: 
 
 def _save(obj, path: Path) -> None:
     """torch.save through a Python file, so that a failed write (disk full, file too large) raises the OSError:
-    torch.save reports it as a RuntimeError of its zip writer, raised while handling the file's OSError."""
+    torch.save reports it as a RuntimeError of its zip writer, raised while handling the file's OSError. Ctrl-C
+    during a write comes back the same way ("unexpected pos"): it is raised as the KeyboardInterrupt it was."""
     with open(path, "wb") as file:
         try:
             torch.save(obj, file)
         except RuntimeError as error:
-            if isinstance(error.__context__, OSError):
+            if isinstance(error.__context__, (OSError, KeyboardInterrupt)):
                 raise error.__context__ from None
             raise
 

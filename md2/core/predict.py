@@ -169,12 +169,18 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
         if on_image is not None:
             on_image(path)
 
+    def after_network(path: Path, ready: Prepared, disp: torch.Tensor) -> ImageArrays | DataError:
+        if not bool(torch.isfinite(disp).all()):  # returned, not raised: the image fails, the others go on
+            return DataError(f"the prediction for {path} is not finite (NaN or infinite disparities; are the "
+                             "weights corrupt?): nothing written")
+        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
+
     stages = Stages(
         prepare=prepare,
         network=lambda pixels: batch_disparity(predictor, pixels),
-        after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
-                                                             options.pred_metric_depth, options.save_depth_png),
-        finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
+        after_network=after_network,
+        finish=lambda path, ready, arrays: arrays if isinstance(arrays, DataError) else save_outputs(path, arrays,
+                                                                                                     options))
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     finally:
