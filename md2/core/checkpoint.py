@@ -13,6 +13,7 @@ import os
 import pickle
 import secrets
 import shutil
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,11 @@ def load_state_dict_file(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A pickle of another protocol than torch's makes the weights_only unpickler warn (two lines of
+            # torch's source) just before it refuses the file or reads it: md2's own line says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # Also what weights_only=True raises for a file that would need arbitrary code to load.
         raise CheckpointError(f"cannot read checkpoint {path}: not a torch weights file "
