@@ -8,6 +8,7 @@ the steps together for ``md2 evaluate-depth``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,11 @@ def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Seque
     rows, ratios = [], []
     masks: dict[tuple[int, int], np.ndarray] = {}  # the crop depends only on the size: one per KITTI size
     for index, (disp, gt) in enumerate(zip(disps, gt_depths)):
-        row, ratio = score_image(disp, gt, eigen_crop, median_scaling, scale_factor, masks)
+        with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+            # An image without a valid pixel, or with zero disparities, makes numpy warn ("Mean of empty
+            # slice", "invalid value") on its way to NaN: the NaN is refused below with one line instead.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            row, ratio = score_image(disp, gt, eigen_crop, median_scaling, scale_factor, masks)
         if not np.isfinite(row).all():
             raise DataError(_why_not_finite(index, names, len(disps), disp, gt, eigen_crop, masks))
         rows.append(row)
@@ -216,7 +221,8 @@ def _why_not_finite(index: int, names: Sequence[str] | None, count: int, disp: n
         return f"{where}: its ground-truth depth map has no valid pixel{inside} (all zero or NaN); nothing to score"
     with np.errstate(invalid="ignore"):
         finite = np.asarray(disp)[np.isfinite(disp)]
-    shown = f"between {finite.min():.3g} and {finite.max():.3g}" if finite.size else "none finite"
+    shown = ("none finite" if not finite.size else f"all {finite.min():.3g}" if finite.min() == finite.max()
+             else f"between {finite.min():.3g} and {finite.max():.3g}")
     return (f"{where}: its metrics are not finite: the predicted disparities are zero, negative or not finite "
             f"({shown}); no result is reported")
 
