@@ -141,6 +141,9 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
                         frame.rgb.shape[:2])
 
     def after_network(frame: Frame, ready: Prepared, disp: torch.Tensor) -> ImageArrays:
+        if not bool(torch.isfinite(disp).all()):  # the video is discarded: NaN frames are no depth
+            raise DataError(f"the prediction for frame {frame.number} of {reader.path} is not finite (NaN or "
+                            "infinite disparities; are the weights corrupt?): no video written")
         frame.scale = scale.update(disp[0, 0].float().cpu().numpy())  # in frame order
         return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 

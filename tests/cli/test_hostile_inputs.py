@@ -358,3 +358,20 @@ def test_convert_jpeg_follows_a_symlinked_camera_folder(synth_raw, tmp_path):
     assert len(list(elsewhere.glob("*.jpg"))) == count and not list(elsewhere.glob("*.png"))
     converted = int(result.stderr.split(" images converted")[0].split()[-1])
     assert converted >= count
+
+
+def _negative_variance(encoder: dict, depth: dict) -> None:
+    # Finite weights (so the loader takes them), but batch norm divides by the square root of a negative
+    # running variance: NaN disparities.
+    encoder["encoder.bn1.running_var"] = -encoder["encoder.bn1.running_var"].abs() - 1
+
+
+@pytest.mark.parametrize("what", ["photo", "video"])
+def test_a_prediction_that_is_not_finite_is_refused_and_nothing_is_written(world, tmp_path, what):
+    weights = _weights_with(world, tmp_path, _negative_variance)
+    source = _photo(tmp_path) if what == "photo" else _clip(tmp_path)
+    result = run_md2_in(tmp_path, world.home, {}, "predict", source, "--weights", weights)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and "is not finite (NaN or infinite disparities" in lines[0], result.stderr
+    assert not list(tmp_path.glob(f"{source.stem}_*"))
