@@ -71,7 +71,8 @@ def command(
     from md2.data.splits import cache_root, fetch_official
 
     console = status_console(quiet, verbose)
-    check_url_options({"--base-url": base_url, "--archives-url": archives_url, "--splits-url": splits_url})
+    check_url_options({"--base-url": base_url, "--archives-url": archives_url,
+                       "--splits-url (or MD2_SPLITS_URL)": splits_url})
     mirror = kd.Mirror.of(base_url, archives_url)
     parts = tuple(parse_str_list(odometry_parts, "--odometry-parts")) if odometry_parts is not None else \
         kd.ODOMETRY_PARTS if odometry else ()

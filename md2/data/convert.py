@@ -27,11 +27,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from md2.errors import DataError
 from md2.files import give_new_file_mode
+from md2.data.conversion_check import not_a_camera_image, why_not_its_conversion
 from md2.images import UNREADABLE_IMAGE
 
 QUALITY = 92
@@ -44,12 +44,6 @@ _RAW_CAMERA = re.compile(r"image_0[0-3]")
 _ODOMETRY_CAMERA = re.compile(r"image_[0-3]")
 _NEVER_IMAGES = {"proj_depth", "velodyne_points", "velodyne", "oxts"}
 """Folders never descended into: ground truth (proj_depth) and sensor data that holds no camera image."""
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CAMERA_MODES = ("L", "RGB", "P")
-"""Pillow modes of 8-bit camera images: grey, colour, and a palette of 8-bit colours (converted to RGB)."""
-SAME_IMAGE_LEVELS = 1.0
-"""How much further (mean grey levels) than md2's own JPEG another encoder's may be from the PNG and still
-count as its conversion."""
 _TEMPORARY = re.compile(r"\..+\.jpg\.[^.]+\.tmp")
 
 
@@ -210,55 +204,11 @@ def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
         return False
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Bits per sample from a PNG's IHDR chunk (its first: signature 8, length 4, "IHDR" 4, width 4,
-    height 4, then the bit depth); None for a file that is not a PNG."""
-    with open(path, "rb") as stream:
-        head = stream.read(25)
-    return head[24] if len(head) == 25 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" else None
-
-
-def _not_a_camera_image(png: Path, image: Image.Image) -> str | None:
-    """Why ``image`` (opened from ``png``, header only) is not an 8-bit camera image, or None when it is.
-
-    KITTI's camera PNGs are 8-bit grayscale or RGB. A 16-bit PNG (a depth map, say) would lose everything
-    but its top byte in a JPEG, and an alpha channel would be dropped: such files are left alone."""
-    depth = _png_bit_depth(png)
-    if image.mode not in CAMERA_MODES or (depth is not None and depth > 8):
-        bits = f", {depth}-bit" if depth is not None else ""
-        return f"{png} is not an 8-bit camera image (mode {image.mode}{bits}): left as it is"
-    return None
-
-
 def encode_jpeg(image: Image.Image, quality: int = QUALITY) -> bytes:
     """``image`` as JPEG bytes (quality, 4:2:0): deterministic for a given Pillow / libjpeg."""
     encoded = io.BytesIO()
     image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
     return encoded.getvalue()
-
-
-def _difference(jpeg: Path | bytes, pixels: np.ndarray) -> float:
-    """Mean absolute difference (grey levels) between the decoded ``jpeg`` and ``pixels`` (same mode)."""
-    with Image.open(io.BytesIO(jpeg) if isinstance(jpeg, bytes) else jpeg) as image:
-        decoded = np.asarray(image.convert("RGB" if pixels.ndim == 3 else "L"), dtype=np.int16)
-    return float(np.abs(decoded - pixels).mean()) if decoded.shape == pixels.shape else float("inf")
-
-
-def _why_not_its_conversion(jpeg: Path, png: Path, ours: bytes, image: Image.Image) -> str | None:
-    """None when the JPEG at ``jpeg`` is the conversion of ``image`` (read from ``png``), else why not.
-
-    Byte for byte md2's own encoding (``ours``, what an earlier run wrote) is the conversion. Another
-    encoder's (the reference's ImageMagick at quality 92) is accepted when its pixels are as close to the
-    PNG's as md2's own JPEG's are, within one grey level on average: a neighbouring frame, even of a car
-    standing in a jam, differs by about 13 levels on real KITTI frames, md2's own JPEG by about 3.4."""
-    if jpeg.read_bytes() == ours:
-        return None
-    pixels = np.asarray(image, dtype=np.int16)
-    theirs, own = _difference(jpeg, pixels), _difference(ours, pixels)
-    if theirs <= own + SAME_IMAGE_LEVELS:
-        return None
-    return (f"{jpeg} is not the conversion of {png.name} (mean difference {theirs:.1f} grey levels, md2's own "
-            f"JPEG {own:.1f}): both kept; delete the wrong one and run again")
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -310,16 +260,16 @@ def prepare_jpeg(png: Path, quality: int = QUALITY) -> ImageResult:
     """Make sure PNG.with_suffix(".jpg") holds this PNG as a verified JPEG; the PNG itself is left in place.
 
     A JPEG already there counts as done (outcome "skipped") only when it is this PNG's conversion (see
-    :func:`_why_not_its_conversion`); one that does not decode at the PNG's size is rewritten ("converted");
-    any other is a different picture, and both files are kept (outcome "failed", saying so). A PNG that cannot
-    be read, or is not an 8-bit camera image (16 bits, alpha), is left alone ("failed"). A write failure
-    raises DataError naming the JPEG.
+    :func:`md2.data.conversion_check.why_not_its_conversion`); one that does not decode at the PNG's size is
+    rewritten ("converted"); any other is a different picture, and both files are kept (outcome "failed",
+    saying so). A PNG that cannot be read, or is not an 8-bit camera image (16 bits, alpha), is left alone
+    ("failed"). A write failure raises DataError naming the JPEG.
     """
     jpeg = png.with_suffix(".jpg")
     try:
         png_bytes = png.lstat().st_size if not png.is_symlink() else 0  # deleting a link frees nothing
         with Image.open(png) as image:
-            refused = _not_a_camera_image(png, image)
+            refused = not_a_camera_image(png, image)
             if refused is not None:
                 return ImageResult("failed", message=refused)
             existing = _decodes_at(jpeg, image.size)
@@ -331,7 +281,7 @@ def prepare_jpeg(png: Path, quality: int = QUALITY) -> ImageResult:
         return ImageResult("failed", message=f"cannot read {png}: {error}")
     encoded = encode_jpeg(pixels, quality)
     if existing:
-        why_not = _why_not_its_conversion(jpeg, png, encoded, pixels)
+        why_not = why_not_its_conversion(jpeg, png, encoded, pixels)
         if why_not is None:
             return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
         return ImageResult("failed", message=why_not)
