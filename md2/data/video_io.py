@@ -54,7 +54,7 @@ def parse_position(text: str, fps: float, option: str) -> int:
             frame = int(value[:-1])
         else:
             frame = int(round(float(value.removesuffix("s")) * fps))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "infs" or "1e999" seconds, infinitely many frames
         raise UsageError(f"{option} takes seconds (12.5 or 12.5s) or a frame number (300f), got {text!r}") from None
     if frame < 0:
         raise UsageError(f"{option} must not be negative, got {text!r}")

@@ -249,6 +249,9 @@ HOSTILE = [
     Row("export/min-depth-nan", "non-finite", 2, lambda w, t: [
         "export", "--weights", w.resnet18, "--output", "m.pt", "--min-depth", "nan"],
         "--min-depth must be a finite number", absent=("m.pt",)),
+    Row("predict/video-start-infinite-seconds", "non-finite", 2, lambda w, t: [
+        "predict", _clip(t), "--weights", w.resnet18, "--start", "1e999s"], "--start takes seconds",
+        absent=("clip_disp.mp4",)),
     Row("predict/nan-weights", "non-finite", 1, lambda w, t: [
         "predict", _photo(t), "--weights", _weights_with(w, t, _nan_weights)], "holds NaN or infinite values",
         absent=_PREDICT_OUT),
@@ -327,7 +330,7 @@ def test_no_hostile_row_touched_the_shared_fixtures(outcomes):
 def test_the_hostile_table_counts_by_category():
     # The README's reliability figures quote these counts (docs/readme-24.md).
     counts = Counter(row.category for row in HOSTILE)
-    assert counts == {"data loss": 4, "resources": 3, "outputs": 4, "urls": 3, "non-finite": 12, "messages": 3}
+    assert counts == {"data loss": 4, "resources": 3, "outputs": 4, "urls": 3, "non-finite": 13, "messages": 3}
     assert len({row.id for row in HOSTILE}) == len(HOSTILE)
 
 
