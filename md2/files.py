@@ -75,3 +75,49 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def make_folder(path: Path | str) -> Path:
+    """Create the output folder ``path`` and its parents (nothing to do if it exists): the one place md2 makes
+    output folders, so a file in the way, a read-only file system or a missing permission is a DataError
+    naming ``path`` rather than a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"cannot create folder {path}: {_file_in_the_way(path)} is a file, not a folder") from None
+    except OSError as error:
+        raise DataError(f"cannot create folder {path}: {error.strerror or error}") from None
+    return path
+
+
+def check_folder_can_be_made(path: Path | str) -> None:
+    """Raise the DataError :func:`make_folder` would, without creating anything: ``path`` is a folder already,
+    or its nearest existing ancestor is a folder this process may write into (a pre-flight check before long
+    work whose outputs appear only with the first result)."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise DataError(f"cannot create folder {path}: {existing} is a file, not a folder")
+    writable = path if existing == path else existing
+    if existing != path and not os.access(writable, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only(writable) else "permission denied"
+        raise DataError(f"cannot create folder {path}: {reason} ({writable})")
+
+
+def _file_in_the_way(path: Path) -> Path:
+    """The first of ``path`` and its ancestors that exists and is not a folder (``path`` itself if none)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return path
+
+
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only (where the OS says; False elsewhere)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from md2.errors import DataError
-from md2.files import atomic_path
+from md2.files import atomic_path, check_folder_can_be_made, make_folder
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
@@ -41,3 +41,32 @@ def test_a_missing_folder_is_one_data_error(tmp_path):
     with pytest.raises(DataError, match="cannot write"):
         with atomic_path(tmp_path / "missing" / "out.txt"):
             pass
+
+
+# -- output folders (issue 24 item 5) ----------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["taken", "taken/below"])
+def test_a_file_in_the_way_of_an_output_folder_is_a_data_error_naming_it(tmp_path, where):
+    (tmp_path / "taken").write_text("a file")
+    for check in (check_folder_can_be_made, make_folder):
+        with pytest.raises(DataError, match=f"{tmp_path / 'taken'} is a file, not a folder"):
+            check(tmp_path / where)
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_the_pre_flight_check_creates_nothing_and_make_folder_creates_every_parent(tmp_path):
+    check_folder_can_be_made(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []
+    assert make_folder(tmp_path / "a" / "b" / "c").is_dir()
+    make_folder(tmp_path / "a" / "b" / "c")  # already there: nothing to do
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="POSIX permissions (root ignores them)")
+def test_an_output_folder_in_a_read_only_folder_is_a_data_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        for check in (check_folder_can_be_made, make_folder):
+            with pytest.raises(DataError, match="cannot create folder .*locked/out"):
+                check(locked / "out")
+    finally:
+        locked.chmod(0o755)

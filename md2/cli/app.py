@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as error:
+        if _interrupted(error) and not debug_enabled():
+            fail("interrupted", 130)
         # Typer's parser errors (its own click or a vendored copy) carry exit_code and format_message.
         if type(error).__name__ == "Abort":
             if isinstance(error.__cause__, EOFError):
@@ -169,6 +171,17 @@ def _list_hint(args: list[str], error: Exception) -> str:
     while end < len(args) and value(args[end]):
         end += 1
     return f" (a list is one value: write {args[start - 1]} {','.join(args[start:end])})"
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was raised while handling a KeyboardInterrupt: native code that calls back into Python
+    turns Ctrl-C into its own error (torch.save: "RuntimeError: [enforce fail at inline_container.cc] unexpected
+    pos"); it is still the user's Ctrl-C."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def can_skip_teardown() -> bool:

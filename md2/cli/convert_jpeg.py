@@ -29,7 +29,7 @@ def command(
     report = convert_tree(data_path, jobs=jobs, keep_png=keep_png, progress=not quiet)
     if report.failed:  # one line: the failure, with the summary in it
         count = len(report.failed)
-        left = "PNGs could not be read, left as they are" if count > 1 else "PNG could not be read, left as it is"
+        left = "PNGs not converted, left as they are" if count > 1 else "PNG not converted, left as it is"
         raise DataError(f"{count} {left} ({report.converted} converted, {report.skipped} already done); first: "
                         f"{report.failed[0]}")
     saved = f"{report.bytes_saved / 1e6:.1f} MB " + ("smaller as JPEG (PNGs kept)" if keep_png else "saved")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from md2.cli.common import parse_str_list, status_console
+from md2.cli.options import check_url_options
 from md2.data import kitti_download as kd
 from md2.errors import DataError, DownloadError
 
@@ -70,6 +71,8 @@ def command(
     from md2.data.splits import cache_root, fetch_official
 
     console = status_console(quiet, verbose)
+    check_url_options({"--base-url": base_url, "--archives-url": archives_url,
+                       "--splits-url (or MD2_SPLITS_URL)": splits_url})
     mirror = kd.Mirror.of(base_url, archives_url)
     parts = tuple(parse_str_list(odometry_parts, "--odometry-parts")) if odometry_parts is not None else \
         kd.ODOMETRY_PARTS if odometry else ()

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from md2.cli.options import finite
 from md2.errors import UsageError
 
 NAME = "evaluate-depth"
@@ -48,7 +49,7 @@ def command(
     disable_median_scaling: Annotated[bool, typer.Option(
         "--disable-median-scaling", help="No per-image median scaling (mono).", rich_help_panel=_EVAL)] = False,
     pred_depth_scale_factor: Annotated[float, typer.Option(
-        help="Multiply predicted depths by this (mono).", rich_help_panel=_EVAL)] = 1.0,
+        callback=finite, help="Multiply predicted depths by this (mono).", rich_help_panel=_EVAL)] = 1.0,
     post_process: Annotated[bool, typer.Option(
         "--post-process", help="Also predict the mirrored images and blend (Monodepth v1).",
         rich_help_panel=_MODEL)] = False,
@@ -70,8 +71,10 @@ def command(
         rich_help_panel=_OUT)] = None,
     num_layers: Annotated[Optional[int], typer.Option(
         help="ResNet depth (default: read from the checkpoint).", rich_help_panel=_MODEL)] = None,
-    min_depth: Annotated[float, typer.Option(help="disp_to_depth's minimum depth.", rich_help_panel=_MODEL)] = 0.1,
-    max_depth: Annotated[float, typer.Option(help="disp_to_depth's maximum depth.", rich_help_panel=_MODEL)] = 100.0,
+    min_depth: Annotated[float, typer.Option(callback=finite, help="disp_to_depth's minimum depth.",
+                                             rich_help_panel=_MODEL)] = 0.1,
+    max_depth: Annotated[float, typer.Option(callback=finite, help="disp_to_depth's maximum depth.",
+                                             rich_help_panel=_MODEL)] = 100.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per network pass.", rich_help_panel=_MODEL)] = 16,
     num_workers: Annotated[Optional[int], typer.Option(
         min=0, help="Image-loading processes (default: min(12, CPUs)).", rich_help_panel=_MODEL)] = None,

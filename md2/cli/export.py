@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from md2.cli.options import finite
+
 NAME = "export"
 EPILOG = (
     "Examples:  md2 export --model mono+stereo_640x192 --output depth.onnx  |  "
@@ -49,10 +51,10 @@ def command(
     disp_only: Annotated[bool, typer.Option(
         "--disp-only", help="Only the disparity output, not also the scaled disparity and depth.",
         rich_help_panel=_FILE)] = False,
-    min_depth: Annotated[float, typer.Option(help="Depth of disparity 1, baked into the depth outputs.",
-                                             rich_help_panel=_MODEL)] = 0.1,
-    max_depth: Annotated[float, typer.Option(help="Depth of disparity 0, baked into the depth outputs.",
-                                             rich_help_panel=_MODEL)] = 100.0,
+    min_depth: Annotated[float, typer.Option(
+        callback=finite, help="Depth of disparity 1, baked into the depth outputs.", rich_help_panel=_MODEL)] = 0.1,
+    max_depth: Annotated[float, typer.Option(
+        callback=finite, help="Depth of disparity 0, baked into the depth outputs.", rich_help_panel=_MODEL)] = 100.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting and each file's "
                                           "inputs and outputs.")] = False,

@@ -72,6 +72,10 @@ def command(
     if model is not None and weights is not None:
         raise UsageError("give --model or --weights, not both")
     paths = collect_inputs(inputs, ext)
+    if output_dir is not None:  # made with the first output: a file or a read-only disk in the way said now
+        from md2.files import check_folder_can_be_made
+
+        check_folder_can_be_made(output_dir)
     videos = [path for path in paths if is_video(path)]
     images = [path for path in paths if not is_video(path)]
     video_only = {"--side-by-side": side_by_side, "--save-frames": save_frames, "--every": every != 1,

@@ -23,6 +23,10 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 """The first pickle of torch.save's legacy format."""
 MAX_PICKLE_BYTES = 16 << 20
 """A zip's data.pkl larger than this is not read (an encoder's is a few KB)."""
+MAX_NETWORK_SIDE = 4096
+"""The largest height or width of a depth network md2 accepts from a weights folder (the published models are
+at most 1024 x 320, KITTI's full frames 1242 x 375): a file saying 64000 x 96000 would have md2 allocate
+tens of gigabytes, picture by picture, before anything failed."""
 
 
 def network_size(weights: Path) -> tuple[int, int] | None:
@@ -36,8 +40,9 @@ def network_size(weights: Path) -> tuple[int, int] | None:
     if not isinstance(state, dict):
         return None
     height, width = state.get("height"), state.get("width")
-    if any(isinstance(value, bool) or not isinstance(value, int) or value <= 0 for value in (height, width)):
-        return None
+    if any(isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_NETWORK_SIDE
+           for value in (height, width)):
+        return None  # the real loading says what is wrong
     return width, height
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from md2.errors import DataError
 from md2.files import OUTPUT_SUFFIXES  # noqa: F401 - also md2.core.pictures.OUTPUT_SUFFIXES
+from md2.images import UNREADABLE_IMAGE
 
 AHEAD_BYTES = 64 << 20
 """Network-size pixels :class:`PreparedAhead` may hold (173 pictures at 640x192)."""
@@ -87,7 +88,7 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image if image.mode == "RGB" else image.convert("RGB")  # an RGB file: no copy
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:  # a decompression bomb too: one line, and a folder goes on
         raise DataError(f"cannot read image {path}: {error}") from None
 
 

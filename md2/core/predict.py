@@ -16,7 +16,7 @@ from md2.core.pictures import Prepared, PreparedAhead, network_pixels, prepare_i
 from md2.core.pipeline import Stages, run_pipeline
 from md2.core.visualize import colorized_image
 from md2.errors import DataError
-from md2.files import atomic_path
+from md2.files import atomic_path, make_folder
 
 FAST_BATCH_PIXELS = 4 * 640 * 192
 """Default pixels per network pass outside the exact fp32 path: 4 images at 640x192, 1 at 1024x320. Measured
@@ -109,7 +109,7 @@ def _output_stem(path: Path, options: PredictOptions) -> Path:
 def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> list[Path]:
     """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, and STEM_depth.png."""
     stem = _output_stem(path, options)
-    stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
+    make_folder(stem.parent)  # --output-dir appears with its first output, not before
     written = [write_npy(stem, arrays.npy, options.pred_metric_depth)]
     picture = Path(f"{stem}_disp.jpeg")
     encoded = io.BytesIO()  # encoded in memory and written at once: Pillow's file writes cost more here
@@ -169,12 +169,18 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
         if on_image is not None:
             on_image(path)
 
+    def after_network(path: Path, ready: Prepared, disp: torch.Tensor) -> ImageArrays | DataError:
+        if not bool(torch.isfinite(disp).all()):  # returned, not raised: the image fails, the others go on
+            return DataError(f"the prediction for {path} is not finite (NaN or infinite disparities; are the "
+                             "weights corrupt?): nothing written")
+        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
+
     stages = Stages(
         prepare=prepare,
         network=lambda pixels: batch_disparity(predictor, pixels),
-        after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
-                                                             options.pred_metric_depth, options.save_depth_png),
-        finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
+        after_network=after_network,
+        finish=lambda path, ready, arrays: arrays if isinstance(arrays, DataError) else save_outputs(path, arrays,
+                                                                                                     options))
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     finally:

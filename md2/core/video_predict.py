@@ -24,6 +24,7 @@ from md2.core.predict import PIPELINE_WORKERS, ImageArrays, batch_disparity, ima
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError
+from md2.files import make_folder
 
 SCALE_SPAN = 30
 """Frames over which the colour scale averages (about a second of video)."""
@@ -140,13 +141,16 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
                         frame.rgb.shape[:2])
 
     def after_network(frame: Frame, ready: Prepared, disp: torch.Tensor) -> ImageArrays:
+        if not bool(torch.isfinite(disp).all()):  # the video is discarded: NaN frames are no depth
+            raise DataError(f"the prediction for frame {frame.number} of {reader.path} is not finite (NaN or "
+                            "infinite disparities; are the weights corrupt?): no video written")
         frame.scale = scale.update(disp[0, 0].float().cpu().numpy())  # in frame order
         return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 
     def finish(frame: Frame, ready: Prepared, arrays: ImageArrays) -> np.ndarray:
         picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             stem = folder / f"{frame.number:06d}"
             if options.save_frames:
                 write_npy(stem, arrays.npy, options.pred_metric_depth)

@@ -31,6 +31,8 @@ from PIL import Image
 
 from md2.errors import DataError
 from md2.files import give_new_file_mode
+from md2.data.conversion_check import not_a_camera_image, why_not_its_conversion
+from md2.images import UNREADABLE_IMAGE
 
 QUALITY = 92
 SUBSAMPLING_420 = 2
@@ -127,7 +129,8 @@ class ConvertReport:
     """What a conversion did.
 
     converted: JPEGs written by this run; skipped: PNGs whose verified JPEG an earlier run had already written
-    (the PNG deleted now unless keep_png); failed: one message per PNG that could not be read (left in place);
+    (the PNG deleted now unless keep_png); failed: one message per PNG left in place (unreadable,
+    not an 8-bit camera image, or beside a JPEG that is another picture);
     bytes_before / bytes_after: total size of the PNGs / JPEGs of the converted and skipped images.
     """
 
@@ -166,8 +169,18 @@ def scan_tree(root: Path | str) -> tuple[list[Path], list[Path]]:
     """(camera PNGs, stale temporary JPEGs) under ``root``, each sorted; ``root`` may itself be a camera folder."""
     pngs: list[Path] = []
     stale: list[Path] = []
-    for folder, subfolders, files in os.walk(Path(root).absolute()):
-        subfolders[:] = sorted(name for name in subfolders if name not in _NEVER_IMAGES)
+    root = Path(root).absolute()
+    seen = {os.path.realpath(root)}
+    # Symlinked folders are followed (a camera folder linked from another disk is converted where it lives, as
+    # training reads it through the link); each real folder once, so a link to an ancestor is no loop.
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(folder, name))
+            if name not in _NEVER_IMAGES and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
         folder = Path(folder)
         if not is_camera_folder(folder):
             continue
@@ -187,8 +200,15 @@ def _decodes_at(path: Path, size: tuple[int, int]) -> bool:
         with Image.open(path) as image:
             image.load()  # a truncated file raises here (Pillow's LOAD_TRUNCATED_IMAGES is off by default)
             return image.size == size
-    except (OSError, SyntaxError, ValueError):
+    except UNREADABLE_IMAGE:
         return False
+
+
+def encode_jpeg(image: Image.Image, quality: int = QUALITY) -> bytes:
+    """``image`` as JPEG bytes (quality, 4:2:0): deterministic for a given Pillow / libjpeg."""
+    encoded = io.BytesIO()
+    image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+    return encoded.getvalue()
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -202,17 +222,17 @@ def _fsync_folder(folder: Path) -> None:
             os.close(handle)
 
 
-def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
-    """Write ``image`` to ``jpeg`` (quality, 4:2:0): encoded in memory, written to a unique temporary name,
-    fsynced, re-opened and decoded in full at the image's size, and only then renamed to ``jpeg``.
+def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY, encoded: bytes | None = None) -> None:
+    """Write ``image`` to ``jpeg`` (quality, 4:2:0; or its bytes ``encoded`` already): encoded in memory,
+    written to a unique temporary name, fsynced, re-opened and decoded in full at the image's size, and only
+    then renamed to ``jpeg``.
 
     So a file named ``jpeg`` is always a complete JPEG. Any failure (disk full, permission, a folder in the way,
     bytes that do not decode back) raises DataError naming ``jpeg`` and removes the temporary file.
     """
     # Encoding into memory first: Pillow writing straight to a file descriptor does not notice a short write
     # (a full disk), whereas Python's file object raises it as an OSError.
-    encoded = io.BytesIO()
-    image.save(encoded, format="JPEG", quality=quality, subsampling=SUBSAMPLING_420)
+    encoded = encode_jpeg(image, quality) if encoded is None else encoded
     try:
         handle, name = tempfile.mkstemp(prefix=f".{jpeg.name}.", suffix=".tmp", dir=jpeg.parent)
     except OSError as error:
@@ -221,7 +241,7 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             give_new_file_mode(stream.fileno())  # readable as the PNG beside it, not by its owner only
-            stream.write(encoded.getbuffer())
+            stream.write(encoded)
             stream.flush()
             os.fsync(stream.fileno())
         if not _decodes_at(temporary, image.size):
@@ -239,24 +259,33 @@ def write_jpeg(image: Image.Image, jpeg: Path, quality: int = QUALITY) -> None:
 def prepare_jpeg(png: Path, quality: int = QUALITY) -> ImageResult:
     """Make sure PNG.with_suffix(".jpg") holds this PNG as a verified JPEG; the PNG itself is left in place.
 
-    A JPEG that an earlier run left and that decodes at the PNG's size is kept (outcome "skipped"); one that does
-    not decode is rewritten ("converted"). An unreadable PNG gives outcome "failed". A write failure raises
-    DataError naming the JPEG.
+    A JPEG already there counts as done (outcome "skipped") only when it is this PNG's conversion (see
+    :func:`md2.data.conversion_check.why_not_its_conversion`); one that does not decode at the PNG's size is
+    rewritten ("converted"); any other is a different picture, and both files are kept (outcome "failed",
+    saying so). A PNG that cannot be read, or is not an 8-bit camera image (16 bits, alpha), is left alone
+    ("failed"). A write failure raises DataError naming the JPEG.
     """
     jpeg = png.with_suffix(".jpg")
     try:
-        png_bytes = png.stat().st_size
+        png_bytes = png.lstat().st_size if not png.is_symlink() else 0  # deleting a link frees nothing
         with Image.open(png) as image:
-            size = image.size  # header only: a resumed run does not decode PNGs already converted
-            if _decodes_at(jpeg, size):
-                return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
+            refused = not_a_camera_image(png, image)
+            if refused is not None:
+                return ImageResult("failed", message=refused)
+            existing = _decodes_at(jpeg, image.size)
             image.load()
             pixels = image.copy() if image.mode in ("RGB", "L") else image.convert("RGB")
     except FileNotFoundError:
         return ImageResult("skipped")  # removed since the tree was scanned: nothing left to do
-    except (OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:
         return ImageResult("failed", message=f"cannot read {png}: {error}")
-    write_jpeg(pixels, jpeg, quality)
+    encoded = encode_jpeg(pixels, quality)
+    if existing:
+        why_not = why_not_its_conversion(jpeg, png, encoded, pixels)
+        if why_not is None:
+            return ImageResult("skipped", png_bytes, jpeg.stat().st_size)
+        return ImageResult("failed", message=why_not)
+    write_jpeg(pixels, jpeg, quality, encoded)
     return ImageResult("converted", png_bytes, jpeg.stat().st_size)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from md2.errors import DownloadError
+from md2.files import make_folder
 
 CHUNK = 1 << 20
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -35,6 +36,28 @@ RETRY_STATUS = (408, 429)
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 """Retried: URLError (no connection), resets, time-outs and truncated bodies are OSErrors; HTTPException
 covers malformed answers and IncompleteRead."""
+
+
+URL_SCHEMES = ("http", "https", "ftp", "file")
+"""What urllib can download (a mirror may be a local folder as file:///...)."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (no scheme, an unknown one, no host), or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in URL_SCHEMES:
+        return f"{url!r} is not a URL md2 can download from (it must start with http://, https://, ftp:// or file://)"
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        return f"{url!r} has no host name"
+    return None
+
+
+def check_url(url: str) -> str:
+    """``url``, or a DownloadError saying why it cannot be downloaded from (urllib's ValueError otherwise)."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise DownloadError(problem)
+    return url
 
 
 def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
@@ -142,8 +165,9 @@ def download_file(url: str, dest: Path | str, *, expected_size: int | None = Non
     :data:`ProgressCallback` or a ``(rich Progress, task id)`` pair. ``mirror_hint`` ends the error message
     when the host is unreachable (e.g. "or set MD2_ZOO_URL to a mirror").
     """
+    check_url(url)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent)
     part = dest.with_name(dest.name + ".part")
     callback, attempt = _as_callback(progress), 0
     while True:

@@ -25,6 +25,7 @@ from md2.data.convert import ProgressOption, available_cpus, count_progress
 from md2.data.splits import RawLine, SplitLine, read_split_file, resolve_split_dir
 from md2.errors import DataError, UsageError
 from md2.files import atomic_path
+from md2.images import UNREADABLE_IMAGE
 
 GT_FILE = "gt_depths.npz"
 GT_COMPRESS_LEVEL = 1
@@ -67,7 +68,7 @@ def benchmark_ground_truth(data_path: Path, line: SplitLine) -> np.ndarray:
             depth = np.asarray(image).astype(np.float32) / 256
     except FileNotFoundError:
         raise DataError(f"missing depth ground truth {path} (test line '{line}')") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:
         raise DataError(f"cannot read depth ground truth {path}: {error}") from None
     if not (np.isfinite(depth) & (depth > 0)).any():
         raise DataError(f"depth ground truth {path} (test line '{line}') has no valid pixel")

@@ -26,6 +26,7 @@ from md2.data.datasets.base import CAMERAS, FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.sample import FrameId
 from md2.errors import DataError, UsageError
+from md2.images import UNREADABLE_IMAGE
 
 KITTI_K = np.array([[0.58, 0, 0.5, 0],
                     [0, 1.92, 0.5, 0],
@@ -113,7 +114,7 @@ class KITTIDepthDataset(KITTIRawDataset):
                 stored = np.array(image)
         except FileNotFoundError:
             raise DataError(f"missing depth ground truth {path} (split line '{ref}')") from None
-        except (OSError, SyntaxError, ValueError) as error:
+        except UNREADABLE_IMAGE as error:
             raise DataError(f"corrupt depth ground truth {path}: {error}") from None
         if stored.ndim != 2:
             raise DataError(f"depth ground truth {path} is not a single-channel 16-bit PNG")

@@ -19,12 +19,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from md2.data.download import ProgressCallback, download_file
+from md2.data.download import ProgressCallback, check_url, download_file
 from md2.data.unzip import check_members, safe_extract, verify_zip
 from md2.data.kitti_archives import (KITTI_RAW_URL, KITTI_URL, MARKERS, ODOMETRY_PARTS, OFFICIAL, Archive,
                                      DepthAnnotations, DepthSelection, KittiArchive, Mirror, OdometryArchive)
 from md2.data.splits import calibration_dates, fetch_official, split_needs
 from md2.errors import DataError, DownloadError, MD2Error, UsageError
+from md2.files import make_folder
 
 __all__ = ["ARCHIVE_LIST", "KITTI_RAW_URL", "KITTI_URL", "MARKERS", "ODOMETRY_PARTS", "Archive", "DepthAnnotations",
            "DepthSelection", "KittiArchive", "Mirror", "OdometryArchive", "Reporter", "archives_for",
@@ -116,6 +117,7 @@ def _raw_archives(needs, splits_dir, splits_url) -> list[Archive]:
 def remote_size(url: str, timeout: float = 30.0) -> int | None:
     """Content-Length from a HEAD request; None when the server does not say or does not answer (the
     download itself then reports the problem, with retries)."""
+    check_url(url)
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "md2"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -162,7 +164,7 @@ def space_needed(todo: list[tuple[KittiArchive, int | None]], output: Path, jobs
 
 def check_free_space(output: Path, needed: int) -> None:
     """Refuse to start when the disk cannot hold what the run needs."""
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output)
     free = shutil.disk_usage(output).free
     if free < needed:
         raise DataError(f"{output} has {free / 1e9:.1f} GB free but the download needs about {needed / 1e9:.1f} GB "

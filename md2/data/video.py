@@ -110,12 +110,14 @@ def video_folders(root: Path | str) -> list[Path]:
 
 def frame_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, from its header."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from md2.images import UNREADABLE_IMAGE
 
     try:
         with Image.open(path) as image:
             return image.size
-    except (OSError, UnidentifiedImageError) as error:
+    except UNREADABLE_IMAGE as error:
         raise DataError(f"cannot read frame {path}: {error}") from None
 
 
@@ -154,6 +156,8 @@ def normalise_intrinsics(K: Sequence | np.ndarray, image_size: tuple[int, int] |
     matrix = np.asarray(K, dtype=np.float64)
     if matrix.shape not in ((3, 3), (4, 4)):
         raise UsageError(f"intrinsics must be 3x3 or 4x4, got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():  # NaN would reach the SVD of the inverse; inf would pass the checks below
+        raise UsageError(f"intrinsics must be finite numbers, got {matrix.ravel().tolist()}")
     full = np.eye(4)
     full[: matrix.shape[0], : matrix.shape[1]] = matrix
     if image_size is not None:

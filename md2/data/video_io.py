@@ -24,6 +24,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from md2.errors import DataError, UsageError  # noqa: E402
+from md2.files import make_folder
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 """File names md2 predict reads as videos (any container and codec OpenCV's FFmpeg decodes)."""
@@ -53,7 +54,7 @@ def parse_position(text: str, fps: float, option: str) -> int:
             frame = int(value[:-1])
         else:
             frame = int(round(float(value.removesuffix("s")) * fps))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "infs" or "1e999" seconds, infinitely many frames
         raise UsageError(f"{option} takes seconds (12.5 or 12.5s) or a frame number (300f), got {text!r}") from None
     if frame < 0:
         raise UsageError(f"{option} must not be negative, got {text!r}")
@@ -136,7 +137,7 @@ class VideoWriter:
         self.frames = 0
         self.pending = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path.parent)
         except OSError as error:
             raise DataError(f"cannot write {self.path}: {error.strerror or error}") from None
         self.temporary = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.tmp{self.path.suffix}")

@@ -46,7 +46,7 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, frames, weig
     clip = encode(frames[:2], tmp_path / "clip.mp4")
     (tmp_path / "taken").write_text("a file where the folder should go")
     result = run_md2("predict", str(clip), "--weights", str(weights), "--output-dir", str(tmp_path / "taken" / "out"))
-    assert result.returncode == 1 and "cannot write" in result.stderr
+    assert result.returncode == 1 and "taken is a file, not a folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

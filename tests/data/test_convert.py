@@ -16,6 +16,7 @@ from PIL import Image
 
 from md2.data.convert import camera_pngs, convert_tree
 from md2.errors import DataError
+from tests.hostile_files import bomb_png, write_png16
 
 # JPEG spec (ITU T.81) Annex K tables K.1 (luminance) and K.2 (chrominance), in row-major order.
 IJG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -205,3 +206,100 @@ def test_progress_callback_sees_every_image(tree):
     convert_tree(tree, jobs=2, progress=lambda done, count: seen.append((done, count)))
     assert seen[-1] == (total, total)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+# -- hostile trees (issue 24 items 1-3, issue 28 item 4) -----------------------------------------------------
+
+REAL_DRIVE = Path("2011_09_26") / "2011_09_26_drive_0060_sync" / "image_02" / "data"
+
+
+def test_a_jpeg_of_another_real_frame_beside_a_png_is_not_taken_for_its_conversion(shared_dir, tmp_path):
+    # Real KITTI frames of a traffic jam: frame 1 hardly differs from frame 0, yet it is another picture.
+    source = shared_dir / "kitti_real" / REAL_DRIVE
+    folder = tmp_path / "kitti" / REAL_DRIVE
+    folder.mkdir(parents=True)
+    png = folder / "0000000000.png"
+    shutil.copyfile(source / "0000000000.png", png)
+    with Image.open(source / "0000000001.png") as other:
+        other.convert("RGB").save(png.with_suffix(".jpg"), quality=40)
+    before = digest(png), digest(png.with_suffix(".jpg"))
+    report = convert_tree(tmp_path / "kitti", jobs=1, progress=False)
+    assert (report.converted, report.skipped, len(report.failed)) == (0, 0, 1)
+    assert "is not the conversion of 0000000000.png" in report.failed[0] and "both kept" in report.failed[0]
+    assert (digest(png), digest(png.with_suffix(".jpg"))) == before
+
+
+def test_a_real_frame_converted_with_keep_png_then_resumed_deletes_the_png(shared_dir, tmp_path):
+    folder = tmp_path / "kitti" / REAL_DRIVE
+    shutil.copytree(shared_dir / "kitti_real" / REAL_DRIVE, folder)
+    first = convert_tree(tmp_path / "kitti", jobs=1, keep_png=True, progress=False)
+    again = convert_tree(tmp_path / "kitti", jobs=1, progress=False)
+    assert (first.converted, again.skipped, again.failed) == (10, 10, [])
+    assert camera_pngs(tmp_path / "kitti") == []
+
+
+def test_a_jpeg_of_the_same_png_from_another_encoder_counts_as_done(tree):
+    png = tree / DRIVE / "image_02" / "data" / "0000000002.png"
+    with Image.open(png) as image:  # the same picture, other settings: no optimisation of Huffman tables, 4:4:4
+        image.save(png.with_suffix(".jpg"), quality=92, subsampling=0, optimize=True)
+    report = convert_tree(tree / DRIVE / "image_02", jobs=1, progress=False)
+    assert report.failed == [] and report.skipped == 1 and not png.exists()
+
+
+def test_a_jpeg_of_another_synthetic_frame_keeps_both_and_the_rest_is_converted(tree):
+    folder = tree / DRIVE / "image_02" / "data"
+    png, count = folder / "0000000003.png", len(camera_pngs(folder))
+    with Image.open(folder / "0000000005.png") as other:
+        other.save(png.with_suffix(".jpg"), quality=40)
+    wrong = digest(png.with_suffix(".jpg"))
+    report = convert_tree(folder, jobs=2, progress=False)
+    assert (report.converted, len(report.failed)) == (count - 1, 1) and str(png.with_suffix(".jpg")) in report.failed[0]
+    assert png.exists() and digest(png.with_suffix(".jpg")) == wrong and camera_pngs(folder) == [png]
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["grey-I;16", "rgb-48-bit"])
+def test_a_16_bit_png_in_a_camera_folder_is_reported_and_left_alone(tree, channels):
+    folder = tree / DRIVE / "image_02" / "data"
+    shape = (80, 256) if channels == 1 else (80, 256, 3)
+    png = write_png16(folder / "0000000004.png", np.random.default_rng(0).integers(0, 65535, shape, np.uint16))
+    before = digest(png)
+    report = convert_tree(tree, jobs=2, progress=False)
+    assert len(report.failed) == 1 and "not an 8-bit camera image" in report.failed[0] and "16-bit" in report.failed[0]
+    assert digest(png) == before and not png.with_suffix(".jpg").exists()
+    assert camera_pngs(tree) == [png]
+
+
+def test_a_decompression_bomb_is_reported_and_the_rest_of_the_folder_converted(tree):
+    folder = tree / DRIVE / "image_02" / "data"
+    count = len(camera_pngs(folder))
+    bomb = folder / "0000000099.png"
+    bomb.write_bytes(bomb_png())
+    report = convert_tree(folder, jobs=1, progress=False)
+    assert report.converted == count and len(report.failed) == 1
+    assert str(bomb) in report.failed[0] and "decompression bomb" in report.failed[0]
+    assert bomb.exists() and not bomb.with_suffix(".jpg").exists()
+
+
+def test_a_symlinked_camera_folder_is_followed_and_converted_where_it_lives(tree, tmp_path):
+    elsewhere = tmp_path / "other_disk" / "image_02_data"
+    camera, total = tree / DRIVE / "image_02", len(camera_pngs(tree))
+    shutil.move(camera / "data", elsewhere)
+    (camera / "data").symlink_to(elsewhere, target_is_directory=True)
+    (tree / DRIVE / "loop").symlink_to(tree / DRIVE, target_is_directory=True)  # a link to an ancestor: no loop
+    count = len(list(elsewhere.glob("*.png")))
+    assert len(camera_pngs(tree)) == total  # each image once, not again through the loop
+    report = convert_tree(tree, jobs=2, progress=False)
+    assert report.failed == [] and report.converted == total and camera_pngs(tree) == []
+    assert len(list(elsewhere.glob("*.jpg"))) == count and not list(elsewhere.glob("*.png"))
+
+
+def test_a_symlinked_png_counts_no_bytes_freed(tree, tmp_path):
+    folder = tree / DRIVE / "image_02" / "data"
+    for png in sorted(folder.glob("*.png")):
+        target = tmp_path / "kept" / png.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(png, target)
+        png.symlink_to(target)
+    report = convert_tree(folder, jobs=1, progress=False)
+    assert report.failed == [] and report.converted == len(list(folder.glob("*.jpg")))
+    assert report.bytes_before == 0 and all(p.exists() for p in (tmp_path / "kept").iterdir())

@@ -8,6 +8,7 @@ the steps together for ``md2 evaluate-depth``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from md2.core.metrics import (
     post_process_disparity,
 )
 from md2.errors import DataError
-from md2.files import atomic_path
+from md2.files import atomic_path, make_folder
 
 BENCHMARK_SIZE = (1216, 352)
 """(width, height) of the KITTI depth benchmark's test images."""
@@ -162,7 +163,7 @@ def write_benchmark_pngs(disps: np.ndarray, out_dir: Path,
 def _make_dir(folder: Path) -> Path:
     folder = Path(folder).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
     except OSError as error:
         raise DataError(f"cannot create folder {folder}: {error.strerror or error}") from None
     return folder
@@ -171,7 +172,8 @@ def _make_dir(folder: Path) -> Path:
 # -- scoring -----------------------------------------------------------------------------------------------
 def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Sequence[np.ndarray],
                       eigen_crop: bool, median_scaling: bool, scale_factor: float = 1.0,
-                      on_image: Callable[[int], None] | None = None) -> DepthScores:
+                      on_image: Callable[[int], None] | None = None,
+                      names: Sequence[str] | None = None) -> DepthScores:
     """Score disparities against ground truth as the reference does, image by image.
 
     Args:
@@ -180,15 +182,25 @@ def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Seque
         eigen_crop: the eigen split's evaluation: gt in (1e-3, 80) m inside Garg's crop; else gt > 0.
         median_scaling: multiply each image's depths by median(gt) / median(pred) (mono models).
         scale_factor: multiply depths first (5.4 for stereo models, whose baseline was 0.1).
+        names: what to call each image in errors (its split line), else its index.
     Returns:
         :class:`DepthScores`; metrics are means over images of per-image metrics, not over pixels.
+    Raises:
+        DataError naming the image whose metrics are not finite (a ground-truth map without a valid pixel,
+        disparities that are all zero or NaN): the reference would print NaN means as if they were results.
     """
     if len(disps) != len(gt_depths):
         raise DataError(f"{len(disps)} predictions for {len(gt_depths)} ground-truth depth maps")
     rows, ratios = [], []
     masks: dict[tuple[int, int], np.ndarray] = {}  # the crop depends only on the size: one per KITTI size
-    for disp, gt in zip(disps, gt_depths):
-        row, ratio = score_image(disp, gt, eigen_crop, median_scaling, scale_factor, masks)
+    for index, (disp, gt) in enumerate(zip(disps, gt_depths)):
+        with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+            # An image without a valid pixel, or with zero disparities, makes numpy warn ("Mean of empty
+            # slice", "invalid value") on its way to NaN: the NaN is refused below with one line instead.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            row, ratio = score_image(disp, gt, eigen_crop, median_scaling, scale_factor, masks)
+        if not np.isfinite(row).all():
+            raise DataError(_why_not_finite(index, names, len(disps), disp, gt, eigen_crop, masks))
         rows.append(row)
         ratios.append(ratio)
         if on_image is not None:
@@ -198,6 +210,21 @@ def score_disparities(disps: np.ndarray | Sequence[np.ndarray], gt_depths: Seque
     means = per_image.mean(0)
     metrics = {name: float(value) for name, value in zip(DEPTH_METRICS, means)}
     return DepthScores(metrics, per_image, np.array(ratios) if median_scaling else None)
+
+
+def _why_not_finite(index: int, names: Sequence[str] | None, count: int, disp: np.ndarray, gt: np.ndarray,
+                    eigen_crop: bool, masks: dict | None) -> str:
+    """The one line saying which image has no finite metrics, and why."""
+    where = f"image {index} of {count}" + (f" ({names[index]})" if names is not None and index < len(names) else "")
+    if not _valid_mask(np.asarray(gt), eigen_crop, masks).any():
+        inside = " inside the Eigen crop, between 1 mm and 80 m" if eigen_crop else ""
+        return f"{where}: its ground-truth depth map has no valid pixel{inside} (all zero or NaN); nothing to score"
+    with np.errstate(invalid="ignore"):
+        finite = np.asarray(disp)[np.isfinite(disp)]
+    shown = ("none finite" if not finite.size else f"all {finite.min():.3g}" if finite.min() == finite.max()
+             else f"between {finite.min():.3g} and {finite.max():.3g}")
+    return (f"{where}: its metrics are not finite: the predicted disparities are zero, negative or not finite "
+            f"({shown}); no result is reported")
 
 
 def score_image(disp: np.ndarray, gt: np.ndarray, eigen_crop: bool, median_scaling: bool,

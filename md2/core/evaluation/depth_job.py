@@ -18,6 +18,7 @@ from md2.core.evaluation.depth import (
 )
 from md2.core.inference import STEREO_SCALE_FACTOR
 from md2.errors import DataError, UsageError
+from md2.validate import require_finite
 
 EVAL_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
 """The official evaluation splits; any other name is a custom split folder (test_files.txt, gt_depths.npz)."""
@@ -103,6 +104,9 @@ def check_settings(settings: DepthEvalSettings) -> None:
         raise UsageError("--eval-eigen-to-benchmark re-indexes --ext-disp-to-eval disparities; give that file too")
     if not 0 < settings.min_depth < settings.max_depth:
         raise UsageError(f"need 0 < --min-depth < --max-depth, got {settings.min_depth} and {settings.max_depth}")
+    require_finite(settings.pred_depth_scale_factor, "--pred-depth-scale-factor")
+    require_finite(settings.min_depth, "--min-depth")
+    require_finite(settings.max_depth, "--max-depth")
     if settings.pred_depth_scale_factor <= 0:
         raise UsageError(f"--pred-depth-scale-factor must be positive, got {settings.pred_depth_scale_factor}")
     if settings.gt_dir is None and (settings.eigen_crop or settings.gt_scale != 256.0):
@@ -146,7 +150,8 @@ def run_depth_evaluation(settings: DepthEvalSettings, progress: Progress | None 
                         f"{len(gt_depths)} ground-truth depth maps ({split_dir / 'gt_depths.npz'})")
     result.scores = score_disparities(disps, gt_depths, eigen_crop=settings.eval_split == "eigen",
                                       median_scaling=settings.median_scaling, scale_factor=settings.scale_factor,
-                                      on_image=_stage(progress, "evaluate", len(disps)))
+                                      on_image=_stage(progress, "evaluate", len(disps)),
+                                      names=_split_lines(split_dir, len(gt_depths)))
     return result
 
 
@@ -174,6 +179,13 @@ def _evaluate_gt_dir(settings: DepthEvalSettings, result: DepthEvaluation,
                                       median_scaling=settings.median_scaling, scale_factor=settings.scale_factor,
                                       on_image=_stage(progress, "evaluate", len(disps)))
     return result
+def _split_lines(split_dir: Path, count: int) -> list[str] | None:
+    """The split's test_files.txt lines (to name an image in errors) when there is one line per map."""
+    try:
+        lines = [line.strip() for line in (split_dir / "test_files.txt").read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return lines if len(lines) == count else None
 
 
 def load_split_ground_truth(split_dir: Path, settings: DepthEvalSettings) -> list[np.ndarray]:

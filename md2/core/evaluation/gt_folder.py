@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from md2.data.datasets.base import FrameDataset
 from md2.data.datasets.refs import FrameRef
 from md2.data.kitti import KITTI_K
 from md2.errors import DataError
 from md2.files import OUTPUT_SUFFIXES  # md2 predict's outputs and NAME_depth.png: never images
+from md2.images import UNREADABLE_IMAGE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 GT_SUFFIX = "_depth.png"
@@ -55,7 +56,7 @@ def read_gt_depth(path: Path, scale: float = KITTI_GT_SCALE) -> np.ndarray:
     try:
         with Image.open(path) as image:
             stored = np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UNREADABLE_IMAGE as error:
         raise DataError(f"cannot read depth ground truth {path}: {error}") from None
     if stored.ndim != 2 or stored.dtype.kind not in "iu" or stored.dtype.itemsize < 2:
         raise DataError(f"depth ground truth {path} is not a single-channel 16-bit PNG "

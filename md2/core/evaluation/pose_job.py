@@ -17,7 +17,7 @@ from md2.core.evaluation.pose import (
     score_poses,
 )
 from md2.errors import CheckpointError, DataError, UsageError
-from md2.files import atomic_path
+from md2.files import atomic_path, make_folder
 
 POSE_SPLITS = {"odom_9": 9, "odom_10": 10}
 """Evaluation split -> KITTI odometry sequence (test files SPLITS_DIR/odom/test_files_NN.txt)."""
@@ -136,7 +136,7 @@ def fetch_pose_model(name: str, progress: bool = True) -> Path:
 def save_poses(poses: np.ndarray, out_dir: Path) -> Path:
     """Write the predicted relative poses (N, 4, 4) to ``out_dir/poses.npy`` (as the reference)."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
     except OSError as error:
         raise DataError(f"cannot create folder {out_dir}: {error.strerror or error}") from None
     path = out_dir / "poses.npy"

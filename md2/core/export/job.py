@@ -82,6 +82,9 @@ def check_export_settings(settings: ExportSettings) -> str:
     kind = _format(settings)
     if settings.precision not in DTYPES:
         raise UsageError(f"--precision must be one of {', '.join(DTYPES)}, got {settings.precision!r}")
+    if kind == "onnx" and settings.precision == "bf16":  # found out only after the export otherwise
+        raise UsageError("--precision bf16 cannot be checked in ONNX: onnxruntime has no bf16 kernels for these "
+                         "operators; use --format torchscript (.pt) or --precision fp16")
     if kind == "onnx":
         check_opset(settings.opset or DEFAULT_OPSET)
     elif settings.opset is not None:

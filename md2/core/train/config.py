@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from md2.errors import UsageError
+from md2.validate import require_finite
 
 FrameId = Union[int, str]
 
@@ -182,6 +183,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             raise UsageError(f"{where} takes {kind}, got {value!r}") from None
         if annotation is int and isinstance(value, float) and not value.is_integer():
             raise UsageError(f"{where} takes an integer, got {value!r}")
+        if annotation is float:  # "nan" and "inf" parse as floats; no option of training means them
+            require_finite(number, f"--{name.replace('_', '-')}")
         return number
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -31,6 +31,7 @@ from md2.core.train.step import Warpers, training_step
 from md2.core.train.tb_logging import RunLogger, log_scalars, should_log, validation_summary
 from md2.data.device_augment import finish_batch
 from md2.errors import CheckpointError, MD2Error, UsageError
+from md2.files import make_folder
 
 NAN_CHECK_INTERVAL = 100
 """Steps between host reads of the non-finite-loss flag (also read at every log, save and epoch end)."""
@@ -54,7 +55,7 @@ def run_training(config: TrainConfig, console: Console | None = None, on_step: O
         if config.run.load_weights_folder:
             trainer.load_pretrained(Path(config.run.load_weights_folder).expanduser())
         if placement.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(run_dir)
             save_yaml(config, run_dir / "opt.yaml")
         return trainer.fit(state.Progress())
     finally:

@@ -118,7 +118,7 @@ def write_state(run_dir: Path, weights: Path, progress: Progress, *, scheduler: 
     try:
         with atomic_path(path) as temporary:
             with open(temporary, "wb") as handle:
-                torch.save(content, handle)
+                torch.save(content, handle)  # Ctrl-C here: a RuntimeError caused by it, md2's "interrupted" 130
                 handle.flush()
                 os.fsync(handle.fileno())
     except DataError as error:

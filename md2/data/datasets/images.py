@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from md2.errors import DataError
+from md2.images import UNREADABLE_IMAGE
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
@@ -37,8 +38,13 @@ def read_rgb(path: Path, context: str = "") -> Image.Image:
 
 
 def _is_8bit_rgb_png(data: bytes) -> bool:
+    """An 8-bit RGB PNG of at most Pillow's MAX_IMAGE_PIXELS: larger ones go to Pillow, whose decompression
+    bomb check refuses them before anything is allocated (OpenCV's own limit is 2**30 pixels, 3 GB)."""
     # IHDR is the first chunk: signature (8) + length (4) + "IHDR" (4) + width (4) + height (4) + depth, type.
-    return data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2
+    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x02":
+        return False
+    pixels = int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
+    return Image.MAX_IMAGE_PIXELS is None or pixels <= Image.MAX_IMAGE_PIXELS
 
 
 def _decode_png(data: bytes, where: str) -> Image.Image:
@@ -62,5 +68,5 @@ def _decode_pillow(data: bytes, where: str) -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return image if image.mode == "RGB" else image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except UNREADABLE_IMAGE as error:
         raise DataError(f"corrupt image {where}: {error}") from None
