@@ -135,6 +135,19 @@ def build_train_parts(cuda: FakeCuda, config) -> TrainParts:
     return TrainParts(models, networks, warpers, ssim, optimizer, scaler)
 
 
+def host_batch(config, data: Path, uint8: bool, is_train: bool = True):
+    """Two samples of ``data``'s split "synth" as the training loader hands them over (on the host, not yet
+    copied). Indices 0 and 1 of epoch 0: sample 1 jittered, sample 0 not (draw_augmentation with seed 0)."""
+    from md2.data.kitti import KITTIRawDataset
+    from md2.data.splits import read_split_file
+
+    lines = read_split_file(data / "splits" / "synth" / "train_files.txt")[:2]
+    dataset = KITTIRawDataset(data, lines, config.data.height, config.data.width, config.data.frame_ids,
+                              num_scales=len(config.model.scales), is_train=is_train, img_ext=".png",
+                              use_stereo=config.data.use_stereo, uint8_images=uint8)
+    return dataset.__getitems__([(0, 0), (0, 1)])
+
+
 def loaded_batch(cuda: FakeCuda, host_batch):
     """A loader's batch copied to the device as the loop copies it, then finished (uint8 -> float, jitter)."""
     from md2.data.device_augment import finish_batch
@@ -234,3 +247,17 @@ def evaluate_batch(predictor, host_images: torch.Tensor):
 
 def is_fake(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, FakeTensor)
+
+
+def pose_pass(cuda: FakeCuda, host_frame0: torch.Tensor, host_frame1: torch.Tensor) -> torch.Tensor:
+    """evaluate-pose's device part (md2.core.evaluation.pose.predict_relative_poses up to its ``.cpu()``) with
+    fresh separate-ResNet pose networks: frames (B, 3, H, W) on the host -> (B, 4, 4) transforms."""
+    from md2.core.geometry import transformation_from_parameters
+    from md2.core.networks import build_pose_networks
+
+    networks = cuda.on_host(lambda: build_pose_networks("separate_resnet", 18, 2, False))
+    encoder, decoder = cuda.adopt(lambda: (networks["pose_encoder"].eval().to(cuda.device),
+                                           networks["pose"].eval().to(cuda.device)))
+    pair = torch.cat([host_frame0, host_frame1], 1).to(cuda.device, non_blocking=True)
+    axisangle, translation = decoder([encoder(pair)])
+    return transformation_from_parameters(axisangle[:, 0], translation[:, 0])

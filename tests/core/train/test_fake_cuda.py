@@ -12,11 +12,9 @@ from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError
 
 from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, ResnetEncoder
-from md2.data.kitti import KITTIRawDataset
-from md2.data.splits import read_split_file
 from tests.core.train.helpers import tiny_config
-from tests.fake_cuda import (build_train_parts, evaluate_batch, fake_cuda, is_fake, loaded_batch, network_dtypes,
-                             on_cuda, optimiser_step, predict_pass, predictor_on_cuda, ssim_backward, train_forward)
+from tests.fake_cuda import (build_train_parts, evaluate_batch, fake_cuda, host_batch, is_fake, loaded_batch,
+                             network_dtypes, on_cuda, pose_pass, optimiser_step, predict_pass, predictor_on_cuda, ssim_backward, train_forward)
 
 VARIANTS = [
     {"modality": "mono"},
@@ -34,16 +32,6 @@ AMP = {"fp32": {}, "bf16": {"amp": True}, "fp16": {"amp": True}}
 
 def _name(options: dict) -> str:
     return ",".join(f"{key}={value}" for key, value in options.items())
-
-
-def host_batch(config, data, uint8: bool, is_train: bool = True):
-    """Two samples as the training loader hands them over (on the host, not yet copied)."""
-    lines = read_split_file(data / "splits" / "synth" / "train_files.txt")[:2]
-    dataset = KITTIRawDataset(data, lines, config.data.height, config.data.width, config.data.frame_ids,
-                              num_scales=len(config.model.scales), is_train=is_train, img_ext=".png",
-                              use_stereo=config.data.use_stereo, uint8_images=uint8)
-    # Indices 0 and 1 of epoch 0: sample 1 jittered, sample 0 not (draw_augmentation with seed 0).
-    return dataset.__getitems__([(0, 0), (0, 1)])
 
 
 def test_a_cpu_tensor_meeting_a_cuda_tensor_fails():
@@ -161,3 +149,10 @@ def test_a_planted_cpu_tensor_in_the_training_step_fails(synth_raw, tmp_path):
         train_forward(parts, on_device, config)  # md2's own step passes
         with pytest.raises(FakeTensorDeviceMismatchError):
             train_forward(parts, on_device, config, step_function=planted.training_step)
+
+
+def test_evaluate_pose_batch_runs_on_cuda():
+    with fake_cuda() as cuda:
+        frames = [cuda.host(torch.rand(3, 3, 64, 96)) for _ in range(2)]
+        poses = pose_pass(cuda, *frames)
+        assert poses.shape == (3, 4, 4) and poses.device.type == "cuda"
