@@ -32,6 +32,8 @@ from benchmarks.gpu_phases import Skipped, Work
 
 BUDGET_S = 450
 """The whole check, 30 s under the 8 minutes it must fit, whatever the GPU (phases past it are skipped)."""
+REHEARSAL_SLOWER = 10
+"""--rehearse: each phase's time limit multiplied by this."""
 MIN_START_S = 15
 """A phase does not start with less of the budget left."""
 
@@ -106,12 +108,13 @@ def speed_training(work: Work, limit: float) -> str:
     """benchmarks.train_step's cases (Trainer._train_step on one batch, 640x192 batch 12, mono), each in a
     process of its own so that its peak GPU memory is its own."""
     shown = []
-    for case in ("fp32", "amp"):
-        output = real.run_command(work, ["--case", case, "--batch-size", "12", "--data", str(work.data),
-                                         "--steps", "8"], limit / 2, ["-m", "benchmarks.train_step"])
+    batch, steps = ("2", "1") if work.rehearsing else ("12", "8")
+    for case in ("fp32",) if work.rehearsing else ("fp32", "amp"):
+        output = real.run_command(work, ["--case", case, "--batch-size", batch, "--data", str(work.data),
+                                         "--steps", steps], limit / 2, ["-m", "benchmarks.train_step"])
         result = json.loads(output.strip().splitlines()[-1])
-        FIGURES[f"train_640x192_batch_12_{case}_samples_per_s"] = result["samples_per_s"]
-        FIGURES[f"train_640x192_batch_12_{case}_peak_gpu_gb"] = result.get("peak_cuda_gb")
+        FIGURES[f"train_640x192_batch_{batch}_{case}_samples_per_s"] = result["samples_per_s"]
+        FIGURES[f"train_640x192_batch_{batch}_{case}_peak_gpu_gb"] = result.get("peak_cuda_gb")
         shown.append(f"{case} {result['samples_per_s']} samples/s ({result.get('peak_cuda_gb')} GB)")
     return "; ".join(shown)
 
@@ -124,27 +127,36 @@ def speed_depth(work: Work, limit: float) -> str:
     from md2.core.inference import DepthPredictor
     from md2.core.networks import DepthDecoder, ResnetEncoder
 
-    device = torch.device("cuda")
-    shown = []
+    device = torch.device(work.device)
+    cuda, shown = device.type == "cuda", []
     for precision in ("fp32", "auto"):
         encoder = ResnetEncoder(18, False)
         decoder = DepthDecoder(encoder.num_ch_enc)
         predictor = DepthPredictor(encoder.eval().to(device), decoder.eval().to(device), real.HEIGHT, real.WIDTH,
                                    False, device, precision=precision)
-        for batch in (1, 12):
+        for batch in (1, 12) if cuda else (1, 2):
             images = torch.rand(batch, 3, real.HEIGHT, real.WIDTH, device=device)
-            for _ in range(5):
+            warmup, repeats = (5, 20) if cuda else (1, 2)
+            for _ in range(warmup):
                 predictor.disparity(images)
-            torch.cuda.synchronize()
-            start, repeats = time.perf_counter(), 20
+            _synchronize(cuda)
+            start = time.perf_counter()
             for _ in range(repeats):
                 predictor.disparity(images)
-            torch.cuda.synchronize()
+            _synchronize(cuda)
             per_s = round(batch * repeats / (time.perf_counter() - start), 1)
             FIGURES[f"depth_640x192_batch_{batch}_{precision}_images_per_s"] = per_s
             shown.append(f"{precision} b{batch} {per_s}")
-    FIGURES["depth_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+    if cuda:
+        FIGURES["depth_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return "images/s: " + ", ".join(shown)
+
+
+def _synchronize(cuda: bool) -> None:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -215,24 +227,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
     parser.add_argument("--simulate", action="store_true", help="no GPU: the fake-CUDA stretches of each phase")
     parser.add_argument("--budget", type=float, default=BUDGET_S, help=f"seconds for all phases ({BUDGET_S})")
+    parser.add_argument("--phases", help="only these phases (comma-separated names), e.g. to rerun failed ones")
+    # The GPU phases' very commands on the CPU at a small size: their arguments and outputs checked (slow).
+    parser.add_argument("--rehearse", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch
 
-    if not args.simulate and not torch.cuda.is_available():
+    if not (args.simulate or args.rehearse) and not torch.cuda.is_available():
         print("gpu_check: no CUDA device on this machine (run it on a GPU machine, or add --simulate)",
               file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="md2_gpu_check_") as temporary:
         root = (args.work or Path(temporary)).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        work = Work(root, time.monotonic() + args.budget)
+        deadline = time.monotonic() + args.budget
+        work = Work.rehearsal(root, deadline) if args.rehearse else Work(root, deadline)
         engine = not args.simulate and _has_engine(work)
-        results = []
-        for phase in phases(engine):
+        chosen, results = phases(engine), []
+        if args.phases:
+            names = args.phases.split(",")
+            unknown = sorted(set(names) - {phase.name for phase in chosen})
+            if unknown:
+                parser.error(f"unknown phase(s) {', '.join(unknown)}: choose from "
+                             f"{', '.join(phase.name for phase in chosen)}")
+            chosen = [phase for phase in chosen if phase.name in names]
+        for phase in chosen:
+            if args.rehearse:  # the CPU stands in for the GPU: the same work takes many times longer
+                phase.limit *= REHEARSAL_SLOWER
             results.append(run_phase(phase, work, args.simulate))
             print(f"{results[-1].name}: {results[-1].status} ({results[-1].seconds} s) {results[-1].detail}",
                   file=sys.stderr, flush=True)
-    report = {"device": device(), "versions": versions(), "simulated": args.simulate,
+    report = {"device": device(), "versions": versions(), "simulated": args.simulate, "rehearsal": args.rehearse,
               "phases": [asdict(result) for result in results], "figures": FIGURES,
               "md2_predict_engine_option": engine}
     args.out.write_text(json.dumps(report, indent=2) + "\n")

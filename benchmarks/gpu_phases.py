@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,20 @@ class Work:
 
     root: Path
     deadline: float
-    notes: list[str] = field(default_factory=list)
+    device: str = "cuda"
+    height: int = HEIGHT
+    width: int = WIDTH
+    batch: int = 4
+
+    @classmethod
+    def rehearsal(cls, root: Path, deadline: float) -> "Work":
+        """The same commands on the CPU at 192x64, batch 2 (``--rehearse``: their arguments and outputs
+        checked on a machine without a GPU; slow, and nothing about CUDA)."""
+        return cls(root, deadline, device="cpu", height=64, width=192, batch=2)
+
+    @property
+    def rehearsing(self) -> bool:
+        return self.device == "cpu"
 
     @property
     def data(self) -> Path:
@@ -90,7 +103,8 @@ def _done_line(output: str) -> str:
 # -- data --------------------------------------------------------------------------------------------------------
 def synth(work: Work, limit: float, small: bool = False) -> str:
     """md2 synth (2 drives, odometry layout) and the ground truth evaluate-depth needs (md2 export-gt)."""
-    frames, width, height = ("8", "192", "64") if small else ("30", str(WIDTH), str(HEIGHT))
+    frames = "8" if small or work.rehearsing else "30"
+    width, height = ("192", "64") if small else (str(work.width), str(work.height))
     run_command(work, ["synth", str(work.data), "--drives", "2", "--frames", frames, "--width", width,
                        "--height", height, "--odometry", "-q"], limit)
     if not small:
@@ -103,9 +117,9 @@ def synth(work: Work, limit: float, small: bool = False) -> str:
 # -- training ----------------------------------------------------------------------------------------------------
 def train_args(work: Work, name: str, *options: str) -> list[str]:
     return ["train", "--data-path", str(work.data), "--split", "synth", "--splits-dir", str(work.data / "splits"),
-            "--png", "--height", str(HEIGHT), "--width", str(WIDTH), "--weights-init", "scratch", "--num-epochs", "1",
-            "--batch-size", "4", "--num-workers", "2", "--log-dir", str(work.runs), "--model-name", name,
-            "--device", "cuda", "--log-frequency", "10", *options]
+            "--png", "--height", str(work.height), "--width", str(work.width), "--weights-init", "scratch",
+            "--num-epochs", "1", "--batch-size", str(work.batch), "--num-workers", "2", "--log-dir", str(work.runs),
+            "--model-name", name, "--device", work.device, "--log-frequency", "10", *options]
 
 
 def train(work: Work, limit: float, name: str, *options: str, launcher: list[str] | None = None) -> str:
@@ -125,6 +139,8 @@ def train_amp(work: Work, limit: float, fp16: bool) -> str:
     name = "amp_fp16" if fp16 else "amp_bf16"
     detail = train(work, limit, name, "--modality", "mono", "--amp", launcher=["-c", FP16_LAUNCHER] if fp16 else None)
     scaled = bool(read_state(work.runs / name).scaler)
+    if work.rehearsing:
+        return f"rehearsal on the CPU: bf16 autocast, GradScaler not in play; {detail}"
     expected = fp16 or not torch.cuda.is_bf16_supported()
     if scaled != expected:
         raise RuntimeError(f"--amp ran {'fp16 + GradScaler' if scaled else 'bf16'}, expected the other")
@@ -143,6 +159,8 @@ def torchrun_resume(work: Work, limit: float) -> str:
 def nccl(work: Work, limit: float) -> str:
     """A process group on NCCL (md2 joins one only with WORLD_SIZE > 1: here it is made by hand, world size 1),
     md2's depth networks in DistributedDataParallel, one forward and backward (gradients all-reduced)."""
+    if work.rehearsing:
+        raise Skipped("NCCL needs CUDA")
     output = run_command(work, ["--nccl-probe"], limit, [*TORCHRUN, "-m", "benchmarks.gpu_phases"])
     return output.strip().splitlines()[-1]
 
@@ -172,19 +190,19 @@ def evaluate_depth(work: Work, limit: float, engine: bool) -> str:
     out = work.root / "depth.json"
     run_command(work, ["evaluate-depth", "--load-weights-folder", str(work.weights()), "--eval-mono",
                        "--data-path", str(work.data), "--eval-split", "synth", "--splits-dir",
-                       str(work.data / "splits"), "--png", "--device", "cuda", "--post-process", "--json", str(out),
+                       str(work.data / "splits"), "--png", "--device", work.device, "--post-process", "--json", str(out),
                        *(["--engine", "torch"] if engine else []), "-q"], limit)
     metrics = json.loads(out.read_text())["metrics"]
     if not all(math.isfinite(value) for value in metrics.values() if isinstance(value, float)):
         raise RuntimeError(f"metrics not finite: {metrics}")
-    return f"post-processed, median-scaled abs_rel {metrics['abs_rel']:.3f} (a 21-step model)"
+    return f"post-processed, median-scaled abs_rel {metrics['abs_rel']:.3f} (a one-epoch model)"
 
 
 def evaluate_pose(work: Work, limit: float) -> str:
     out = work.root / "pose.json"
     run_command(work, ["evaluate-pose", "--load-weights-folder", str(work.weights()), "--data-path", str(work.data),
                        "--eval-split", "odom_9", "--splits-dir", str(work.data / "splits"), "--png", "--height",
-                       str(HEIGHT), "--width", str(WIDTH), "--device", "cuda", "--json", str(out), "-q"], limit)
+                       str(work.height), "--width", str(work.width), "--device", work.device, "--json", str(out), "-q"], limit)
     result = json.loads(out.read_text())
     return f"{result['num_pairs']} pairs, snippet ATE {result['metrics']['snippet_ate_mean']:.3f}"
 
@@ -193,7 +211,7 @@ def predict_photos(work: Work, limit: float, engine: bool, weights: Path | None 
                    name: str = "pred", engine_name: str = "torch") -> str:
     images, out = work.data / DRIVE, work.root / name
     run_command(work, ["predict", str(images), "--ext", "png", "--weights", str(weights or work.weights()),
-                       "--device", "cuda", "--output-dir", str(out),
+                       "--device", work.device, "--output-dir", str(out),
                        *(["--batch-size", "4"] if weights is None else []),  # an exported file: its own batch
                        *(["--engine", engine_name] if engine else []), "-q"], limit)
     written = sorted(out.glob("*_disp.npy"))
@@ -208,12 +226,12 @@ def predict_video(work: Work, limit: float, engine: bool) -> str:
 
     clip = work.root / "clip.mp4"
     frames = sorted((work.data / DRIVE).glob("*.png"))
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (WIDTH, HEIGHT))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (work.width, work.height))
     for frame in frames:
         writer.write(cv2.imread(str(frame)))
     writer.release()
     out = work.root / "pred_video"
-    run_command(work, ["predict", str(clip), "--weights", str(work.weights()), "--device", "cuda", "--output-dir",
+    run_command(work, ["predict", str(clip), "--weights", str(work.weights()), "--device", work.device, "--output-dir",
                        str(out), *(["--engine", "torch"] if engine else []), "-q"], limit)
     if not (out / "clip_disp.mp4").is_file():
         raise RuntimeError("no clip_disp.mp4 written")
@@ -236,7 +254,7 @@ def predict_onnx_cuda(work: Work, limit: float, engine: bool) -> str:
     model = work.root / "depth.onnx"
     if not model.is_file():
         raise Skipped("needs depth.onnx (the export_onnx phase)")
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers() and not work.rehearsing:
         raise Skipped(f"onnxruntime {onnxruntime.__version__} has no CUDA provider (pip install onnxruntime-gpu)")
     detail = predict_photos(work, limit, engine, model, "pred_onnx", "onnxruntime")
     pairs = [(np.load(path), np.load(work.root / "pred" / path.name))
