@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     # The GPU phases' very commands on the CPU at a small size: their arguments and outputs checked (slow).
     parser.add_argument("--rehearse", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    FIGURES.clear()
     import torch
 
     if not (args.simulate or args.rehearse) and not torch.cuda.is_available():
