@@ -57,8 +57,9 @@ class Phase:
     simulate: Callable[[Work], str] | None = None
 
 
-def phases(engine: bool) -> list[Phase]:
-    """The check, in order: what later phases need first, then the figures, then the rest."""
+def phases(engine: dict[str, bool]) -> list[Phase]:
+    """The check, in order: what later phases need first, then the figures, then the rest. ``engine``: which of
+    predict and evaluate-depth take ``--engine``."""
     from benchmarks import gpu_simulate as sim
 
     mono = "--modality", "mono"
@@ -88,14 +89,15 @@ def phases(engine: bool) -> list[Phase]:
               sim.nothing("torchrun")),
         Phase("torchrun_resume", 90, real.torchrun_resume, sim.nothing("torchrun")),
         Phase("nccl", 60, real.nccl, sim.nothing("NCCL")),
-        Phase("evaluate_depth", 60, lambda w, t: real.evaluate_depth(w, t, engine), lambda w: sim.evaluate_depth(w.root)),
+        Phase("evaluate_depth", 60, lambda w, t: real.evaluate_depth(w, t, engine["evaluate-depth"]),
+              lambda w: sim.evaluate_depth(w.root)),
         Phase("evaluate_pose", 60, real.evaluate_pose, lambda w: sim.evaluate_pose()),
-        Phase("predict_photos", 60, lambda w, t: real.predict_photos(w, t, engine),
+        Phase("predict_photos", 60, lambda w, t: real.predict_photos(w, t, engine["predict"]),
               lambda w: sim.predict(w.root, 375, 1242)),
-        Phase("predict_video", 60, lambda w, t: real.predict_video(w, t, engine),
+        Phase("predict_video", 60, lambda w, t: real.predict_video(w, t, engine["predict"]),
               lambda w: sim.predict(w.root, real.HEIGHT, real.WIDTH)),
         Phase("export_onnx", 90, real.export_onnx, sim.nothing("the exported file is run on the GPU next")),
-        Phase("predict_onnx_cuda", 60, lambda w, t: real.predict_onnx_cuda(w, t, engine),
+        Phase("predict_onnx_cuda", 60, lambda w, t: real.predict_onnx_cuda(w, t, engine["predict"]),
               sim.nothing("onnxruntime's CUDA provider")),
     ]
 
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + args.budget
         work = Work.rehearsal(root, deadline) if args.rehearse else Work(root, deadline)
-        engine = not args.simulate and _has_engine(work)
+        engine = {command: not args.simulate and _has_engine(work, command) for command in ENGINE_COMMANDS}
         chosen, results = phases(engine), []
         if args.phases:
             names = args.phases.split(",")
@@ -260,15 +262,19 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
     report = {"device": device(), "versions": versions(), "simulated": args.simulate, "rehearsal": args.rehearse,
               "phases": [asdict(result) for result in results], "figures": FIGURES,
-              "md2_predict_engine_option": engine}
+              "engine_option": engine}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
-def _has_engine(work: Work) -> bool:
+ENGINE_COMMANDS = ("predict", "evaluate-depth")
+"""Commands that may take --engine (torch on the GPU, onnxruntime for exported files): passed where they do."""
+
+
+def _has_engine(work: Work, command: str) -> bool:
     try:
-        return real.has_option(work, "predict", "--engine")
+        return real.has_option(work, command, "--engine")
     except Exception:  # noqa: BLE001 - md2 does not start at all: every phase will say why
         return False
 

@@ -178,7 +178,7 @@ def nccl_probe() -> None:
     networks = [torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index])
                 for module in (encoder, DepthDecoder(encoder.num_ch_enc).to(device))]
     disp = networks[1](networks[0](torch.rand(2, 3, HEIGHT, WIDTH, device=device)))
-    disp[0].mean().backward()
+    sum(scale.mean() for scale in disp.values()).backward()  # every parameter in the loss, as DDP expects
     total = torch.ones((), device=device)
     dist.all_reduce(total)
     print(f"NCCL {'.'.join(map(str, torch.cuda.nccl.version()))}: all-reduce {total.item():.0f}, DDP backward ok")
@@ -249,6 +249,9 @@ def export_onnx(work: Work, limit: float) -> str:
 
 def predict_onnx_cuda(work: Work, limit: float, engine: bool) -> str:
     import numpy as np
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise Skipped("onnxruntime not installed (pip install onnxruntime-gpu)")
     import onnxruntime
 
     model = work.root / "depth.onnx"

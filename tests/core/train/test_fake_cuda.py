@@ -119,30 +119,31 @@ def test_evaluate_depth_batch_with_post_processing_runs_on_cuda(weights_folder):
         assert scaled.shape == (8, 64, 96) and scaled.device.type == "cuda"
 
 
-def _planted_step_module(tmp_path):
-    """A test-only copy of md2.core.train.step whose tie-breaking noise is made on the CPU (the mistake of
-    forgetting ``device=``): the fake-CUDA step must fail on it."""
-    import md2.core.train.step as step
-
-    source = open(step.__file__).read()
-    planted = source.replace("torch.randn_like(identity)", "torch.randn(identity.shape)")
+def _planted_copy(module, old: str, new: str, tmp_path):
+    """A test-only copy of md2's ``module`` with ``old`` replaced by ``new`` (a planted mistake)."""
+    source = open(module.__file__).read()
+    planted = source.replace(old, new)
     assert planted != source
-    path = tmp_path / "planted_step.py"
+    name = f"planted_{module.__name__.rsplit('.', 1)[-1]}"
+    path = tmp_path / f"{name}.py"
     path.write_text(planted)
-    spec = importlib.util.spec_from_file_location("planted_step", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["planted_step"] = module
+    spec = importlib.util.spec_from_file_location(name, path)
+    copy = importlib.util.module_from_spec(spec)
+    sys.modules[name] = copy
     try:
-        spec.loader.exec_module(module)
+        spec.loader.exec_module(copy)
     finally:
-        del sys.modules["planted_step"]
-    return module
+        del sys.modules[name]
+    return copy
 
 
 def test_a_planted_cpu_tensor_in_the_training_step_fails(synth_raw, tmp_path):
+    import md2.core.train.step as step
+
+    # The tie-breaking noise made on the CPU: the mistake of forgetting ``device=``.
+    planted = _planted_copy(step, "torch.randn_like(identity)", "torch.randn(identity.shape)", tmp_path)
     config = tiny_config(synth_raw, tmp_path, width=64, modality="mono")
     batch = host_batch(config, synth_raw, uint8=True)
-    planted = _planted_step_module(tmp_path)
     with fake_cuda() as cuda:
         parts = build_train_parts(cuda, config)
         on_device = loaded_batch(cuda, batch)
@@ -151,8 +152,16 @@ def test_a_planted_cpu_tensor_in_the_training_step_fails(synth_raw, tmp_path):
             train_forward(parts, on_device, config, step_function=planted.training_step)
 
 
-def test_evaluate_pose_batch_runs_on_cuda():
+def test_a_planted_cpu_tensor_in_the_device_augmentation_fails(synth_raw, tmp_path):
+    import md2.data.device_augment as device_augment
+
+    # A per-channel divisor made on the CPU (a 0-dim CPU tensor would be legal: CUDA kernels take those).
+    planted = _planted_copy(device_augment, "torch.full((), 255.0, device=images.device)",
+                            "torch.full((1, 3, 1, 1), 255.0)", tmp_path)
+    config = tiny_config(synth_raw, tmp_path, width=64, modality="mono")
+    batch = host_batch(config, synth_raw, uint8=True)
     with fake_cuda() as cuda:
-        frames = [cuda.host(torch.rand(3, 3, 64, 96)) for _ in range(2)]
-        poses = pose_pass(cuda, *frames)
-        assert poses.shape == (3, 4, 4) and poses.device.type == "cuda"
+        moved = cuda.adopt(lambda: batch.to(cuda.device, non_blocking=True))
+        assert on_cuda(device_augment.finish_batch(moved))
+        with pytest.raises(FakeTensorDeviceMismatchError):
+            planted.finish_batch(moved)
