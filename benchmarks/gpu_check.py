@@ -200,7 +200,7 @@ def device() -> dict:
 def run_phase(phase: Phase, work: Work, simulate: bool) -> PhaseResult:
     left = work.deadline - time.monotonic()
     if left < MIN_START_S:
-        return PhaseResult(phase.name, "skipped", 0.0, simulate, f"the check's {BUDGET_S} s budget is spent")
+        return PhaseResult(phase.name, "skipped", 0.0, simulate, "the check's time budget is spent")
     start = time.monotonic()
     try:
         if simulate:
@@ -254,18 +254,25 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown phase(s) {', '.join(unknown)}: choose from "
                              f"{', '.join(phase.name for phase in chosen)}")
             chosen = [phase for phase in chosen if phase.name in names]
+        report = {"device": device(), "versions": versions(), "simulated": args.simulate,
+                  "rehearsal": args.rehearse, "engine_option": engine, "phases": [], "figures": FIGURES}
         for phase in chosen:
             if args.rehearse:  # the CPU stands in for the GPU: the same work takes many times longer
                 phase.limit *= REHEARSAL_SLOWER
             results.append(run_phase(phase, work, args.simulate))
             print(f"{results[-1].name}: {results[-1].status} ({results[-1].seconds} s) {results[-1].detail}",
                   file=sys.stderr, flush=True)
-    report = {"device": device(), "versions": versions(), "simulated": args.simulate, "rehearsal": args.rehearse,
-              "phases": [asdict(result) for result in results], "figures": FIGURES,
-              "engine_option": engine}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+            report["phases"] = [asdict(result) for result in results]
+            _write(args.out, report)  # after every phase: a check stopped from outside keeps what it did
     print(table(results))
     return 1 if any(result.status == "failed" for result in results) else 0
+
+
+def _write(path: Path, report: dict) -> None:
+    from md2.files import atomic_path
+
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
 
 
 ENGINE_COMMANDS = ("predict", "evaluate-depth")
