@@ -22,6 +22,7 @@ def _config(data: Path, work: Path, **options):
 def train(data: Path, work: Path, amp: str | None = None, uint8: bool = True, **options) -> str:
     """One training step's device part: models moved, the batch copied (and finished), forward, the scaled
     loss, GradScaler unscale, Adam, scale update."""
+    from md2.core.train.tb_logging import log_scalars
     from tests.fake_cuda import build_train_parts, fake_cuda, host_batch, loaded_batch, on_cuda, optimiser_step
     from tests.fake_cuda import train_forward
 
@@ -29,12 +30,14 @@ def train(data: Path, work: Path, amp: str | None = None, uint8: bool = True, **
     batch = host_batch(config, data, uint8=uint8)
     with fake_cuda(bf16=amp != "fp16") as cuda:
         parts = build_train_parts(cuda, config)
-        losses, outputs, scaled = train_forward(parts, loaded_batch(cuda, batch), config)
+        on_device = loaded_batch(cuda, batch)
+        losses, outputs, scaled = train_forward(parts, on_device, config)
+        scalars = log_scalars(losses, on_device, outputs)
         optimiser_step(parts)
-        if not (on_cuda(losses) and on_cuda(outputs) and scaled.device.type == "cuda"):
+        if not (on_cuda(losses) and on_cuda(outputs) and on_cuda(scalars) and scaled.device.type == "cuda"):
             raise AssertionError("a step output is not on the device")
     scaler = "GradScaler on" if parts.scaler.is_enabled() else "no GradScaler"
-    return f"fake CUDA: {'uint8' if uint8 else 'float'} batch, {amp or 'fp32'}, {scaler}, forward + Adam"
+    return f"fake CUDA: {'uint8' if uint8 else 'float'} batch, {amp or 'fp32'}, {scaler}, forward, logged scalars, Adam"
 
 
 def _predictor(cuda, work: Path):

@@ -12,6 +12,7 @@ from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError
 
 from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, ResnetEncoder
+from md2.core.train.tb_logging import log_scalars
 from tests.core.train.helpers import tiny_config
 from tests.fake_cuda import (build_train_parts, evaluate_batch, fake_cuda, host_batch, is_fake, loaded_batch,
                              network_dtypes, on_cuda, pose_pass, optimiser_step, predict_pass, predictor_on_cuda, ssim_backward, train_forward)
@@ -73,8 +74,12 @@ def test_training_step_runs_on_cuda(synth_raw, tmp_path, options, amp):
         parts = build_train_parts(cuda, config)
         assert parts.scaler.is_enabled() is (amp == "fp16")
         dtypes = network_dtypes(parts)
-        losses, outputs, scaled = train_forward(parts, loaded_batch(cuda, batch), config)
+        on_device = loaded_batch(cuda, batch)
+        losses, outputs, scaled = train_forward(parts, on_device, config)
         assert on_cuda(losses) and on_cuda(outputs) and scaled.device.type == "cuda"
+        # What a log computes on the device before its one read: losses and the lidar depth metrics.
+        scalars = log_scalars(losses, on_device, outputs)
+        assert "de/abs_rel" in scalars and on_cuda(scalars)
         assert all(loss.dtype == torch.float32 for loss in losses.values())
         expected = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         assert set(dtypes) == {expected}
