@@ -170,3 +170,18 @@ def test_a_planted_cpu_tensor_in_the_device_augmentation_fails(synth_raw, tmp_pa
         assert on_cuda(device_augment.finish_batch(moved))
         with pytest.raises(FakeTensorDeviceMismatchError):
             planted.finish_batch(moved)
+
+
+@pytest.mark.parametrize("amp", ["fp32", "bf16"])
+@pytest.mark.parametrize("modality", ["mono", "mono+stereo"])
+def test_validation_step_runs_on_cuda(synth_raw, tmp_path, modality, amp):
+    # Without gradients the depth decoder takes its own path (DepthDecoder.infer); validation batches are float.
+    config = tiny_config(synth_raw, tmp_path, width=64, modality=modality, **AMP[amp])
+    batch = host_batch(config, synth_raw, uint8=False, is_train=False)
+    with fake_cuda() as cuda:
+        parts = build_train_parts(cuda, config)
+        parts.models.eval()
+        with torch.no_grad():
+            on_device = loaded_batch(cuda, batch)
+            losses, outputs, _ = train_forward(parts, on_device, config)
+            assert on_cuda(log_scalars(losses, on_device, outputs)) and on_cuda(outputs)
