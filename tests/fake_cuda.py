@@ -44,7 +44,8 @@ class FakeCuda:
 
     def adopt(self, move):
         """``move()`` (e.g. ``lambda: module.to(device)``, ``lambda: batch.to(device)``) with real CPU tensors
-        accepted as inputs: what the loop does with what it built or loaded on the host. Returns its result."""
+        accepted as inputs: what the loop does with what it built or loaded on the host. Returns its result.
+        A real tensor taken in becomes a fake one on its own device (the CPU): the device check still holds."""
         self.mode.allow_non_fake_inputs = True
         try:
             return move()

@@ -42,6 +42,8 @@ def test_a_cpu_tensor_meeting_a_cuda_tensor_fails():
         assert (on_device @ torch.empty(4, 5, device=cuda.device)).device.type == "cuda"
         with pytest.raises(FakeTensorDeviceMismatchError):
             on_device @ torch.ones(4, 5)
+        with pytest.raises(FakeTensorDeviceMismatchError):  # host tensors adopted stay on the host
+            cuda.adopt(lambda: on_device @ torch.ones(4, 5))
 
 
 @pytest.mark.parametrize("options", VARIANTS, ids=_name)
