@@ -175,10 +175,7 @@ def versions() -> dict:
     found["cuda"] = torch.version.cuda
     found["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     if torch.cuda.is_available():
-        try:
-            found["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
-        except Exception:  # noqa: BLE001 - a torch built without NCCL
-            found["nccl"] = None
+        found["nccl"] = real.nccl_version()
     if found["onnxruntime"]:
         import onnxruntime
 
