@@ -277,8 +277,9 @@ def predict_onnx_cuda(work: Work, limit: float, engine: bool) -> str:
              for path in sorted((work.root / "pred_onnx").glob("*_disp.npy"))]
     if not pairs:
         return f"{detail}; no torch outputs to compare"
-    worst = max(float(np.abs(a - b).max()) for a, b in pairs)
-    return f"{detail}; largest difference from md2 predict's torch outputs (its default precision) {worst:.2e}"
+    worst = max(float((np.abs(a - b) / np.abs(b).clip(1e-6)).max()) for a, b in pairs)
+    # predict_photos ran torch at md2 predict's default precision: bf16 where the GPU has it (~4e-3 apart).
+    return f"{detail}; largest relative difference from md2 predict's torch outputs {worst:.1e}"
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--nccl-probe"]:
