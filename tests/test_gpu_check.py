@@ -68,3 +68,18 @@ def test_an_unknown_phase_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         gpu_check.main(["--out", str(tmp_path / "gpu.json"), "--simulate", "--phases", "train_mono,warp_drive"])
     assert stopped.value.code == 2 and "warp_drive" in capsys.readouterr().err
+
+
+def test_lidar_ground_truth_is_read_without_threadpoolctl(synth_raw):
+    # The GPU machines' image has no threadpoolctl (and no pip): md2 reads the lidar there, with BLAS's threads.
+    script = (
+        "import sys; sys.modules['threadpoolctl'] = None\n"
+        "from md2.data.calib import generate_depth_map, one_blas_thread\n"
+        f"day = {str(synth_raw / '2011_09_26')!r}\n"
+        "with one_blas_thread():\n"
+        "    depth = generate_depth_map(day, day + '/2011_09_26_drive_0001_sync/velodyne_points/data/0000000001.bin')\n"
+        "print(depth.shape, int((depth > 0).sum()))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shape, valid = done.stdout.rsplit(" ", 1)
+    assert shape == "(80, 256)" and int(valid) > 100
