@@ -165,7 +165,7 @@ def _synchronize(cuda: bool) -> None:
 def versions() -> dict:
     found = {"python": platform.python_version()}
     for module in ("md2", "torch", "torchvision", "numpy", "cv2", "onnx", "onnxscript", "onnxruntime", "typer",
-                   "tensorboard", "google_crc32c"):
+                   "tensorboard", "google_crc32c", "threadpoolctl"):
         try:
             found[module] = getattr(importlib.import_module(module), "__version__", "?")
         except Exception:  # noqa: BLE001 - any failure to import means: not usable here
@@ -181,6 +181,25 @@ def versions() -> dict:
 
         found["onnxruntime_providers"] = onnxruntime.get_available_providers()
     return found
+
+
+MISSING = {
+    "google_crc32c": "TensorBoard's event checksums computed in Python (slower logs)",
+    "threadpoolctl": "lidar read with BLAS's own thread pool",
+    "onnxscript": "md2 export needs --opset 17 or lower (the check uses 17)",
+    "onnx": "no md2 export to ONNX",
+    "onnxruntime": "exported ONNX models cannot be run",
+}
+"""Optional packages: what is missing without each."""
+
+
+def notes(found: dict) -> list[str]:
+    """One line per missing optional package (and onnxruntime without its CUDA provider)."""
+    lines = [f"{name} not installed: {what}" for name, what in MISSING.items() if not found.get(name)]
+    providers = found.get("onnxruntime_providers") or []
+    if found.get("onnxruntime") and "CUDAExecutionProvider" not in providers:
+        lines.append("onnxruntime has no CUDA provider (onnxruntime-gpu): exported models run on the CPU")
+    return lines
 
 
 def device() -> dict:
@@ -251,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown phase(s) {', '.join(unknown)}: choose from "
                              f"{', '.join(phase.name for phase in chosen)}")
             chosen = [phase for phase in chosen if phase.name in names]
-        report = {"device": device(), "versions": versions(), "simulated": args.simulate,
+        found = versions()
+        report = {"device": device(), "versions": found, "notes": notes(found), "simulated": args.simulate,
                   "rehearsal": args.rehearse, "engine_option": engine, "phases": [], "figures": FIGURES}
         for phase in chosen:
             if args.rehearse:  # the CPU stands in for the GPU: the same work takes many times longer
@@ -262,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             report["phases"] = [asdict(result) for result in results]
             _write(args.out, report)  # after every phase: a check stopped from outside keeps what it did
     print(table(results))
+    for line in report["notes"]:
+        print(f"note: {line}")
     return 1 if any(result.status == "failed" for result in results) else 0
 
 

@@ -34,7 +34,7 @@ def test_simulate_writes_every_phase_marked_simulated(tmp_path, capsys):
     assert gpu_check.main(["--out", str(out), "--simulate", "--work", str(tmp_path / "work"),
                            "--phases", chosen]) == 0
     report = json.loads(out.read_text())
-    assert set(report) >= {"device", "versions", "phases", "figures"} and report["versions"]["torch"]
+    assert set(report) >= {"device", "versions", "phases", "figures", "notes"} and report["versions"]["torch"]
     phases = {phase["name"]: phase for phase in report["phases"]}
     assert set(phases) == set(chosen.split(","))  # in the check's order
     assert all(phase["simulated"] is True and phase["seconds"] >= 0 for phase in phases.values())
