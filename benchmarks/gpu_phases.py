@@ -203,8 +203,8 @@ def evaluate_depth(work: Work, limit: float, engine: bool) -> str:
     out = work.root / "depth.json"
     run_command(work, ["evaluate-depth", "--load-weights-folder", str(work.weights()), "--eval-mono",
                        "--data-path", str(work.data), "--eval-split", "synth", "--splits-dir",
-                       str(work.data / "splits"), "--png", "--device", work.device, "--post-process", "--json", str(out),
-                       *(["--engine", "torch"] if engine else []), "-q"], limit)
+                       str(work.data / "splits"), "--png", "--device", work.device, "--num-workers", "2",
+                       "--post-process", "--json", str(out), *(["--engine", "torch"] if engine else []), "-q"], limit)
     metrics = json.loads(out.read_text())["metrics"]
     if not all(math.isfinite(value) for value in metrics.values() if isinstance(value, float)):
         raise RuntimeError(f"metrics not finite: {metrics}")
@@ -215,7 +215,8 @@ def evaluate_pose(work: Work, limit: float) -> str:
     out = work.root / "pose.json"
     run_command(work, ["evaluate-pose", "--load-weights-folder", str(work.weights()), "--data-path", str(work.data),
                        "--eval-split", "odom_9", "--splits-dir", str(work.data / "splits"), "--png", "--height",
-                       str(work.height), "--width", str(work.width), "--device", work.device, "--json", str(out), "-q"], limit)
+                       str(work.height), "--width", str(work.width), "--device", work.device, "--num-workers", "2",
+                       "--json", str(out), "-q"], limit)
     result = json.loads(out.read_text())
     return f"{result['num_pairs']} pairs, snippet ATE {result['metrics']['snippet_ate_mean']:.3f}"
 

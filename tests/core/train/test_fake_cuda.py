@@ -15,7 +15,8 @@ from md2.core.networks import DepthDecoder, ResnetEncoder
 from md2.core.train.tb_logging import log_scalars
 from tests.core.train.helpers import tiny_config
 from tests.fake_cuda import (build_train_parts, evaluate_batch, fake_cuda, host_batch, is_fake, loaded_batch,
-                             network_dtypes, on_cuda, pose_pass, optimiser_step, predict_pass, predictor_on_cuda, ssim_backward, train_forward)
+                             network_dtypes, on_cuda, optimiser_step, pose_pass, predict_pass, predictor_on_cuda,
+                             ssim_backward, train_forward)
 
 VARIANTS = [
     {"modality": "mono"},
@@ -187,3 +188,10 @@ def test_validation_step_runs_on_cuda(synth_raw, tmp_path, modality, amp):
             on_device = loaded_batch(cuda, batch)
             losses, outputs, _ = train_forward(parts, on_device, config)
             assert on_cuda(log_scalars(losses, on_device, outputs)) and on_cuda(outputs)
+
+
+def test_evaluate_pose_batch_runs_on_cuda():
+    with fake_cuda() as cuda:
+        frames = [cuda.host(torch.rand(3, 3, 64, 96)) for _ in range(2)]
+        poses = pose_pass(cuda, *frames)
+        assert poses.shape == (3, 4, 4) and poses.device.type == "cuda"
