@@ -6,13 +6,13 @@ too) meets a CUDA tensor raises ``FakeTensorDeviceMismatchError``, as a real GPU
 reads a value back (``.item()``, ``float(loss)``, ``.cpu().numpy()``) raises as well: those reads belong at the
 edges of the path and stay outside the stretches here.
 
-What a CPU-only torch cannot do here:
-- autograd's backward on CUDA tensors: the engine asks the CUDA driver for each device's stream context
-  (``GraphTask::stash_current_streams``) and fails without a GPU. The backward that md2 writes itself (SSIM's)
-  is run by calling it directly; the rest is torch's own derivatives of the forward's operations, which run on
-  the device of their inputs. Gradients for the optimiser stretch are made on the device (``ones_like``).
-- ``GradScaler.step`` reads the found-inf flag with ``.item()``: the stretch runs what it runs when the flag is
-  0 (``unscale_``, the optimiser's step, ``update``).
+Autograd's engine cannot run backward on CUDA tensors without a GPU (it asks the CUDA driver for each device's
+stream context, ``GraphTask::stash_current_streams``), so :func:`backward` walks the graph in Python instead:
+each node's backward is called as the engine calls it (torch's derivative formulas and md2's own backward
+passes run on the fake tensors), its gradients summed to the shape and cast to the dtype of the input they go
+to, and their device checked against that input's, as the engine's ``validate_outputs`` does.
+``GradScaler.step`` reads the found-inf flag with ``.item()``: the optimiser stretch runs what it runs when the
+flag is 0 (``unscale_``, the optimiser's step, ``update``).
 
 torch's availability probes are answered as a GPU machine would answer them while the context is open: CUDA
 autocast and the CUDA GradScaler stay enabled (without a GPU torch switches them off with a warning), and
@@ -177,12 +177,69 @@ def train_forward(parts: TrainParts, batch, config, step_function=None):
     return losses, outputs, scaled
 
 
+class GradientDeviceMismatch(RuntimeError):
+    """A backward pass gave a gradient on another device than its input's (the engine refuses it too)."""
+
+
+def backward(loss: torch.Tensor) -> None:
+    """``loss.backward()`` on fake CUDA tensors: the autograd graph walked in Python (module docstring).
+    Gradients accumulate into ``.grad`` of the leaves that require them."""
+    order = _topological(loss.grad_fn)
+    pending: dict = {loss.grad_fn: {0: torch.ones_like(loss)}}
+    for node in order:
+        incoming = pending.pop(node, {})
+        if not incoming:
+            continue
+        if hasattr(node, "variable"):  # AccumulateGrad: a leaf
+            leaf, gradient = node.variable, incoming[0]
+            leaf.grad = gradient if leaf.grad is None else leaf.grad + gradient
+            continue
+        metadata = node._input_metadata
+        gradients = [incoming.get(index) for index in range(len(metadata))]
+        if hasattr(node, "_forward_cls"):  # a Python autograd.Function: missing gradients given as zeros
+            gradients = [torch.zeros(tuple(m.shape), dtype=m.dtype, device=m.device) if g is None else g
+                         for g, m in zip(gradients, metadata)]
+            outputs = node.apply(*gradients)
+        else:
+            outputs = node(*gradients)
+        for (child, slot), gradient in zip(node.next_functions, _as_tuple(outputs)):
+            if child is not None and gradient is not None:
+                gradient = _validated(node, gradient, child._input_metadata[slot])
+                into = pending.setdefault(child, {})
+                into[slot] = gradient if slot not in into else into[slot] + gradient
+
+
+def _topological(root) -> list:
+    """The nodes reachable from ``root``, each before every node it feeds (reverse post-order)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((child, False) for child, _ in node.next_functions if child is not None and
+                         child not in seen)
+    return order[::-1]
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _validated(node, gradient: torch.Tensor, metadata) -> torch.Tensor:
+    if gradient.device != metadata.device:
+        raise GradientDeviceMismatch(f"{node.name()} gave a gradient on {gradient.device} for an input "
+                                            f"on {metadata.device}")
+    if tuple(gradient.shape) != tuple(metadata.shape):
+        gradient = gradient.sum_to_size(tuple(metadata.shape))
+    return gradient if gradient.dtype == metadata.dtype else gradient.to(metadata.dtype)
+
+
 def optimiser_step(parts: TrainParts) -> None:
-    """Gradients on the device, then the GradScaler's unscale, Adam's step and the scale's update (what
-    ``scaler.step`` runs when no gradient overflowed: its ``.item()`` read is the one left out)."""
-    for parameter in parts.models.parameters():
-        if parameter.requires_grad:
-            parameter.grad = torch.ones_like(parameter)
+    """The GradScaler's unscale, Adam's step and the scale's update, on the gradients :func:`backward` left
+    (what ``scaler.step`` runs when no gradient overflowed: its ``.item()`` read is the one left out)."""
     parts.scaler.unscale_(parts.optimizer)
     parts.optimizer.step()
     parts.scaler.update()

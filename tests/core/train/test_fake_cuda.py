@@ -14,7 +14,7 @@ from md2.core.checkpoint import save_weights_folder
 from md2.core.networks import DepthDecoder, ResnetEncoder
 from md2.core.train.tb_logging import log_scalars
 from tests.core.train.helpers import tiny_config
-from tests.fake_cuda import (build_train_parts, evaluate_batch, fake_cuda, host_batch, is_fake, loaded_batch,
+from tests.fake_cuda import (backward, build_train_parts, evaluate_batch, fake_cuda, host_batch, is_fake, loaded_batch,
                              network_dtypes, on_cuda, optimiser_step, pose_pass, predict_pass, predictor_on_cuda,
                              ssim_backward, train_forward)
 
@@ -86,6 +86,10 @@ def test_training_step_runs_on_cuda(synth_raw, tmp_path, options, amp):
         assert all(loss.dtype == torch.float32 for loss in losses.values())
         expected = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         assert set(dtypes) == {expected}
+        backward(scaled)
+        gradients = {name: p.grad for name, p in parts.models.named_parameters() if p.requires_grad}
+        assert all(g is not None for g in gradients.values()), [n for n, g in gradients.items() if g is None][:3]
+        assert on_cuda(list(gradients.values())) and {g.dtype for g in gradients.values()} == {torch.float32}
         optimiser_step(parts)
         moments = [state[key] for state in parts.optimizer.state.values() for key in ("exp_avg", "exp_avg_sq")]
         assert moments and on_cuda(moments)
@@ -195,3 +199,20 @@ def test_evaluate_pose_batch_runs_on_cuda():
         frames = [cuda.host(torch.rand(3, 3, 64, 96)) for _ in range(2)]
         poses = pose_pass(cuda, *frames)
         assert poses.shape == (3, 4, 4) and poses.device.type == "cuda"
+
+
+def test_a_planted_cpu_tensor_in_a_backward_pass_fails(synth_raw, tmp_path):
+    import md2.core.losses as losses
+
+    # SSIM's hand-written backward accumulating into a buffer made on the CPU.
+    planted = _planted_copy(losses, "torch.zeros_like(padded_x)", "torch.zeros(padded_x.shape)", tmp_path)
+    config = tiny_config(synth_raw, tmp_path, width=64, modality="mono")
+    batch = host_batch(config, synth_raw, uint8=True)
+    with fake_cuda() as cuda:
+        parts = build_train_parts(cuda, config)
+        on_device = loaded_batch(cuda, batch)
+        backward(train_forward(parts, on_device, config)[2])  # md2's own backward passes
+        parts.ssim = cuda.adopt(lambda: cuda.on_host(planted.SSIM).to(cuda.device))
+        scaled = train_forward(parts, on_device, config)[2]  # the forward is the same
+        with pytest.raises(FakeTensorDeviceMismatchError):
+            backward(scaled)
