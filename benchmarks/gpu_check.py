@@ -84,8 +84,8 @@ def phases(engine: dict[str, bool]) -> list[Phase]:
                                       "--augment-on", "device", "--num-workers", "4"),
               lambda w: sim.train(w.data, w.root, modality="mono+stereo", predictive_mask=True,
                                   disable_automasking=True, v1_multiscale=True, pose_model_type="posecnn")),
-        Phase("torchrun", 90, lambda w, t: real.train(w, t, "torchrun", *mono, "--save-every-steps", "10",
-                                                      launcher=[*real.TORCHRUN, "-m", "md2"]),
+        Phase("torchrun", 90, lambda w, t: "one process, no process group (NCCL: the nccl phase); " + real.train(
+            w, t, "torchrun", *mono, "--save-every-steps", "10", launcher=[*real.TORCHRUN, "-m", "md2"]),
               sim.nothing("torchrun")),
         Phase("torchrun_resume", 90, real.torchrun_resume, sim.nothing("torchrun")),
         Phase("nccl", 60, real.nccl, sim.nothing("NCCL")),

@@ -1,5 +1,6 @@
 """md2's CUDA path on a CPU-only machine (tests/fake_cuda.py): every stretch that reads no value back runs with
-its tensors on "cuda", and a tensor md2 made on the CPU inside it fails the test."""
+its tensors on "cuda" (training: forward, backward, GradScaler, Adam), and a tensor md2 made on the CPU inside
+it fails the test (planted in test-only copies of md2's modules)."""
 
 from __future__ import annotations
 
