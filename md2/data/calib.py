@@ -7,9 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from md2.errors import DataError
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # an image without it (a GPU machine without pip): BLAS keeps its threads, same numbers
+    threadpool_limits = None
 
 
 def read_calib_file(path: Path | str) -> dict[str, np.ndarray]:
@@ -108,7 +112,12 @@ def one_blas_thread() -> threadpool_limits:
     2-core CI machine that made it several times slower than on one thread, and export-gt's threads (or loader
     workers) projecting side by side stopped scaling (89-114 frames/s with 2 threads against 185 with this).
     One thread computes the same numbers: each output is one kernel's dot product of 4 terms either way.
+    Without threadpoolctl installed, a context that changes nothing.
     """
+    if threadpool_limits is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
 
