@@ -76,6 +76,9 @@ def command(
         min=0, help="Image-loading processes (default: min(12, CPUs)).", rich_help_panel=_MODEL)] = None,
     device: Annotated[str, typer.Option(
         help="auto (CUDA when available), cpu, cuda, cuda:N.", rich_help_panel=_MODEL)] = "auto",
+    engine: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU, torch on CUDA), torch or onnxruntime.", rich_help_panel=_MODEL)]
+    = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting, before the run.")]
     = False,
@@ -95,7 +98,7 @@ def command(
         post_process=post_process, eval_eigen_to_benchmark=eval_eigen_to_benchmark,
         save_pred_disps=save_pred_disps, no_eval=no_eval, eval_out_dir=eval_out_dir, png=png,
         num_layers=num_layers, min_depth=min_depth, max_depth=max_depth, batch_size=batch_size,
-        num_workers=_workers(num_workers), device=device)
+        num_workers=_workers(num_workers), device=device, engine=engine)
     if model is not None and ext_disp_to_eval is None:
         check_settings(_with_folder(settings, Path(model)))  # usage errors before a download
         from md2.core import zoo

@@ -2,7 +2,7 @@
 
 ``auto`` runs onnxruntime on the CPU and torch on CUDA (or wherever ``--precision`` asks for torch's bf16); a
 weights folder is exported once (``md2 export``'s job: verified against PyTorch, written atomically) into
-``MD2_HOME/onnx/KEY.onnx``, KEY the sha256 of encoder.pth and depth.pth, so a retrained folder gets a new file and
+``MD2_HOME/onnx/KEY.onnx`` (or $MD2_ONNX_CACHE/KEY.onnx), KEY the sha256 of encoder.pth and depth.pth, so a retrained folder gets a new file and
 a changed one is never served stale. onnxruntime's optimised graph of that file is kept beside it
 (:func:`optimized_path`) for later sessions. Nothing here imports torch unless a file has to be exported.
 """
@@ -82,10 +82,11 @@ def choose_engine(engine: str, device: str, precision: str, note: Note | None = 
 
 
 def onnx_cache() -> Path:
-    """Where exported weights folders are kept: MD2_HOME/onnx."""
+    """Where exported weights folders are kept: $MD2_ONNX_CACHE, default MD2_HOME/onnx."""
     from md2.core.zoo import md2_home
 
-    return md2_home() / "onnx"
+    folder = os.environ.get("MD2_ONNX_CACHE")
+    return Path(folder).expanduser() if folder else md2_home() / "onnx"
 
 
 def content_key(files: list[Path], cache: Path) -> str:

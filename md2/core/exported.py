@@ -274,23 +274,33 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
 
 def _folder_predictor(folder: Path, device: str, precision: str, engine: str,
                       note: Note | None) -> DepthPredictor | ExportedPredictor:
-    from md2.core.zoo import is_complete
-
     chosen = choose_engine(engine, device, precision, note)
-    if chosen == "onnxruntime" and is_complete(folder):  # else torch's loader names what is missing
+    if chosen == "onnxruntime":
         try:
-            onnx_file = cached_onnx(folder, note)
-            return ExportedPredictor(OnnxNetwork(onnx_file, "cpu" if engine == "auto" else device,
-                                                 _optimized_for(onnx_file)))
+            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, note)
         except EngineUnavailable as error:
             if engine != "auto":
                 raise
             if note is not None:
                 note(f"{error}; the network runs on torch")
+            predictor = None
+        if predictor is not None:
+            return predictor
     from md2.core.inference import DepthPredictor
 
-    return DepthPredictor.from_folder(folder, device=device, precision="auto" if chosen == "onnxruntime"
-                                      else precision)
+    return DepthPredictor.from_folder(folder, device=device, precision=precision)
+
+
+def onnx_predictor(folder: Path, device: str = "cpu", note: Note | None = None) -> ExportedPredictor | None:
+    """The weights folder's depth network on onnxruntime through its cached export (:func:`cached_onnx`), or None
+    when the folder lacks encoder.pth or depth.pth (torch's loader then names what is missing). Raises
+    EngineUnavailable when onnxruntime cannot run it here."""
+    from md2.core.zoo import is_complete
+
+    if not is_complete(folder):
+        return None
+    onnx_file = cached_onnx(folder, note)
+    return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
 
 
 def _optimized_for(onnx_file: Path) -> Path | None:

@@ -51,6 +51,7 @@ class DepthEvalSettings:
     batch_size: int = 16
     num_workers: int = 0
     device: str = "auto"
+    engine: str = "auto"
 
     @property
     def median_scaling(self) -> bool:
@@ -100,6 +101,10 @@ def check_settings(settings: DepthEvalSettings) -> None:
         raise UsageError("--eval-eigen-to-benchmark re-indexes --ext-disp-to-eval disparities; give that file too")
     if not 0 < settings.min_depth < settings.max_depth:
         raise UsageError(f"need 0 < --min-depth < --max-depth, got {settings.min_depth} and {settings.max_depth}")
+    from md2.core.engine import ENGINES
+
+    if settings.engine not in ENGINES:
+        raise UsageError(f"--engine {settings.engine!r} is not one of {', '.join(ENGINES)}")
     if settings.pred_depth_scale_factor <= 0:
         raise UsageError(f"--pred-depth-scale-factor must be positive, got {settings.pred_depth_scale_factor}")
 
@@ -180,16 +185,35 @@ def _model_disparities(settings: DepthEvalSettings, split_dir: Path, result: Dep
     meta = read_model_meta(folder)
     height, width, use_stereo = meta.height, meta.width, meta.use_stereo
     dataset = depth_test_dataset(settings.eval_split, split_dir, settings.data_path, height, width, settings.png)
-    predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
+    predictor = _onnx_predictor(settings, folder, result.warnings)
+    if predictor is None:  # torch, the reference's fp32 path
+        predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
     predictor.min_depth, predictor.max_depth = settings.min_depth, settings.max_depth
     result.model = {"weights_folder": folder, "height": height, "width": width, "use_stereo": bool(use_stereo),
-                    "device": str(predictor.device)}
+                    "device": str(predictor.device), "engine": getattr(predictor, "engine", "torch")}
     if use_stereo and settings.eval_mono:
         result.warnings.append("this model was trained with stereo pairs; the reference evaluates such models "
                                "with --eval-stereo")
     return predict_disparities(predictor, dataset, settings.batch_size, settings.num_workers,
                                settings.post_process, collate_fn=collate_samples,
                                on_batch=_stage(progress, "predict", len(dataset)))
+
+
+def _onnx_predictor(settings: DepthEvalSettings, folder: Path, notes: list[str]):
+    """The network on onnxruntime when ``settings.engine`` picks it (md2.core.engine.choose_engine), else None;
+    ``auto`` falls back to torch with a note where onnxruntime cannot run it."""
+    from md2.core.engine import EngineUnavailable, choose_engine
+    from md2.core.exported import onnx_predictor
+
+    if choose_engine(settings.engine, settings.device, "auto", notes.append) != "onnxruntime":
+        return None
+    try:
+        return onnx_predictor(folder, "cpu" if settings.engine == "auto" else settings.device)
+    except EngineUnavailable as error:
+        if settings.engine != "auto":
+            raise
+        notes.append(f"{error}; the network runs on torch")
+        return None
 
 
 def _stage(progress: Progress | None, name: str, total: int) -> Callable[[int], None] | None:
