@@ -137,8 +137,6 @@ def cached_onnx(folder: Path, note: Note | None = None, cache: Path | None = Non
     if missing:
         raise EngineUnavailable(f"exporting {folder} for onnxruntime needs {' and '.join(missing)}, not installed "
                                 '(pip install "md2[export]")')
-    if note is not None:
-        note(f"exporting {folder} for onnxruntime, once (cached in {cache})")
     from md2.core.export.job import ExportSettings, run_export
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -147,6 +145,8 @@ def cached_onnx(folder: Path, note: Note | None = None, cache: Path | None = Non
                    download_progress=False)
     except ExportError as error:
         raise EngineUnavailable(f"cannot export {folder} for onnxruntime: {error}") from None
+    if note is not None:  # after the export: a folder that does not load gives its one error line alone
+        note(f"exported {folder} for onnxruntime, once (cached in {cache})")
     return target
 
 
