@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 EXPORTED_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 """File suffix -> format of an exported model."""
-INSTALL_HINT = 'pip install "md2[export]"'
+INSTALL_HINT = "pip install onnxruntime"
 
 
 def import_onnxruntime():

@@ -191,12 +191,17 @@ def predict_images(predictor: Predictor, paths: list[Path], options: PredictOpti
         if on_image is not None:
             on_image(path)
 
-    stages = Stages(
-        prepare=prepare,
-        network=lambda pixels: batch_disparity(predictor, pixels),
-        after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
-                                                             options.pred_metric_depth, options.save_depth_png),
-        finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
+    def arrays_of(ready: Prepared, disp) -> ImageArrays:
+        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
+
+    if getattr(predictor, "arrays", False):  # NumPy only: upsampling and depth in the workers, beside the network
+        after_network = None
+        finish = lambda path, ready, disp: save_outputs(path, arrays_of(ready, disp), options)  # noqa: E731
+    else:  # torch's operations stay in the caller's thread (md2.core.pipeline)
+        after_network = lambda path, ready, disp: arrays_of(ready, disp)  # noqa: E731
+        finish = lambda path, ready, arrays: save_outputs(path, arrays, options)  # noqa: E731
+    stages = Stages(prepare, lambda pixels: batch_disparity(predictor, pixels), finish,
+                    *([after_network] if after_network is not None else []))
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     finally:

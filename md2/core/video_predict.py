@@ -143,11 +143,17 @@ def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folde
         return Prepared(network_pixels(Image.fromarray(frame.rgb), predictor.width, predictor.height),
                         frame.rgb.shape[:2])
 
-    def after_network(frame: Frame, ready: Prepared, disp) -> ImageArrays:
-        frame.scale = scale.update(as_array(disp[0, 0]))  # in frame order
+    in_workers = getattr(predictor, "arrays", False)  # NumPy only: upsampling and depth beside the network
+
+    def arrays_of(ready: Prepared, disp) -> ImageArrays:
         return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 
-    def finish(frame: Frame, ready: Prepared, arrays: ImageArrays) -> np.ndarray:
+    def after_network(frame: Frame, ready: Prepared, disp):
+        frame.scale = scale.update(as_array(disp[0, 0]))  # in frame order
+        return disp if in_workers else arrays_of(ready, disp)
+
+    def finish(frame: Frame, ready: Prepared, payload) -> np.ndarray:
+        arrays = arrays_of(ready, payload) if in_workers else payload
         picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
