@@ -159,3 +159,19 @@ def test_concurrent_first_runs_share_one_complete_cache(tmp_path, weights):
                     env={"MD2_ONNX_CACHE": str(tmp_path / "cache")})
     assert again.stderr == "" and np.array_equal(np.load(tmp_path / "out2/x_disp.npy"),
                                                  np.load(tmp_path / "out0/x_disp.npy"))
+
+
+def test_torch_fp32_is_the_exact_path_byte_for_byte(tmp_path, pictures, weights):
+    from md2.core.inference import DepthPredictor
+    from md2.core.pictures import collect_inputs
+    from md2.core.predict import PredictOptions, predict_images
+
+    predict(str(pictures), "--ext", "png", "--weights", str(weights), "--output-dir", str(tmp_path / "cli"),
+            "--save-depth-png", *TORCH_FP32)
+    predictor = DepthPredictor.from_folder(weights, device="cpu", precision="fp32")
+    options = PredictOptions(tmp_path / "loop", save_depth_png=True, batch_size=1)
+    assert not predict_images(predictor, collect_inputs([str(pictures)], "png"), options, workers=0).failed
+    names = sorted(path.name for path in (tmp_path / "loop").iterdir())
+    assert names == sorted(path.name for path in (tmp_path / "cli").iterdir()) and len(names) == 6
+    for name in names:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "loop" / name).read_bytes(), name
