@@ -185,7 +185,9 @@ def _model_disparities(settings: DepthEvalSettings, split_dir: Path, result: Dep
     meta = read_model_meta(folder)
     height, width, use_stereo = meta.height, meta.width, meta.use_stereo
     dataset = depth_test_dataset(settings.eval_split, split_dir, settings.data_path, height, width, settings.png)
-    predictor = _onnx_predictor(settings, folder, result.warnings)
+    # --num-layers is torch's loader's check against the checkpoint (the export reads the checkpoint's own depth)
+    same_depth = settings.num_layers in (None, meta.num_layers)
+    predictor = _onnx_predictor(settings, folder, result.warnings) if same_depth else None
     if predictor is None:  # torch, the reference's fp32 path
         predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
     predictor.min_depth, predictor.max_depth = settings.min_depth, settings.max_depth
