@@ -92,7 +92,8 @@ def command(
         from md2.core.predict import PredictOptions, default_batch_size
 
         predictor = load_predictor(weights, device=device, precision=precision, engine=engine,
-                                   note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"))
+                                   note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"),
+                                   status=lambda text: console.status(escape(text)))  # transient, terminals only
         if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
             console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
                           "metric scale")

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import platform
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from md2 import __version__
@@ -26,6 +27,9 @@ ENGINES = ("auto", "torch", "onnxruntime")
 EXPORT_RECIPE = f"md2 {__version__}; onnx; dynamic batch; disparity only"
 """Part of every cache key: a later md2 that exports differently does not take an earlier file."""
 Note = Callable[[str], None]
+"""Says one line to the user (a fallback to torch)."""
+Status = Callable[[str], AbstractContextManager]
+"""Shows ``text`` while a long step runs, and nothing after it."""
 
 
 class EngineUnavailable(MD2Error):
@@ -120,9 +124,10 @@ def content_key(files: list[Path], cache: Path) -> str:
     return key
 
 
-def cached_onnx(folder: Path, note: Note | None = None, cache: Path | None = None) -> Path:
+def cached_onnx(folder: Path, status: Status | None = None, cache: Path | None = None) -> Path:
     """The ONNX file of the weights folder's depth network, exported on first use (torch, onnx and onnxscript
     are needed then, and only then). Concurrent first runs each write a complete file and rename it into place.
+    ``status(text)``: a context manager shown while the export runs (the command line's transient spinner).
 
     Raises EngineUnavailable when the exporter's packages are missing or the export fails its verification; the
     weights' own errors (CheckpointError) as they are.
@@ -140,13 +145,13 @@ def cached_onnx(folder: Path, note: Note | None = None, cache: Path | None = Non
     from md2.core.export.job import ExportSettings, run_export
 
     cache.mkdir(parents=True, exist_ok=True)
+    shown = status(f"exporting {folder} for onnxruntime, once") if status is not None else nullcontext()
     try:
-        run_export(ExportSettings(output=target, weights=folder, dynamic_batch=True, disp_only=True),
-                   download_progress=False)
+        with shown:
+            run_export(ExportSettings(output=target, weights=folder, dynamic_batch=True, disp_only=True),
+                       download_progress=False)
     except ExportError as error:
         raise EngineUnavailable(f"cannot export {folder} for onnxruntime: {error}") from None
-    if note is not None:  # after the export: a folder that does not load gives its one error line alone
-        note(f"exported {folder} for onnxruntime, once (cached in {cache})")
     return target
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from md2.core import depth_arrays
-from md2.core.engine import EngineUnavailable, Note, cached_onnx, choose_engine, cuda_present
+from md2.core.engine import EngineUnavailable, Note, Status, cached_onnx, choose_engine, cuda_present
 from md2.core.export.metadata import TORCHSCRIPT_META_FILE, ExportMeta
 from md2.errors import CheckpointError, MD2Error, UsageError
 
@@ -247,17 +247,18 @@ def _disp_to_depth(disp, min_depth: float, max_depth: float):
 
 
 def load_predictor(weights: Path | str, device: str = "auto", precision: str = "auto", engine: str = "auto",
-                   note: Note | None = None) -> DepthPredictor | ExportedPredictor:
+                   note: Note | None = None, status: Status | None = None) -> DepthPredictor | ExportedPredictor:
     """A depth predictor for a weights folder or an exported ``.onnx`` / ``.pt`` / ``.ts`` file.
 
     A weights folder runs on the ``engine`` :func:`md2.core.engine.choose_engine` picks: torch
     (:class:`DepthPredictor`), or onnxruntime through its cached export (:class:`ExportedPredictor`); ``auto``
-    falls back to torch, with a ``note``, where onnxruntime cannot run it. An exported file runs on its own
+    falls back to torch, with a ``note``, where onnxruntime cannot run it; ``status`` is shown while a first run
+    exports the folder (:func:`md2.core.engine.cached_onnx`). An exported file runs on its own
     runtime and computes in the precision it was exported in: ``precision`` must then be "auto" or that one.
     """
     path = Path(weights).expanduser()
     if path.is_dir() or (path.suffix.lower() not in EXPORTED_SUFFIXES and not path.is_file()):
-        return _folder_predictor(path, device, precision, engine, note)
+        return _folder_predictor(path, device, precision, engine, note, status)
     if path.suffix.lower() not in EXPORTED_SUFFIXES:
         raise CheckpointError(f"{path} is a file: give a weights folder (encoder.pth, depth.pth) or a model "
                               f"written by md2 export ({', '.join(EXPORTED_SUFFIXES)})")
@@ -272,12 +273,12 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
     return predictor
 
 
-def _folder_predictor(folder: Path, device: str, precision: str, engine: str,
-                      note: Note | None) -> DepthPredictor | ExportedPredictor:
+def _folder_predictor(folder: Path, device: str, precision: str, engine: str, note: Note | None,
+                      status: Status | None) -> DepthPredictor | ExportedPredictor:
     chosen = choose_engine(engine, device, precision, note)
     if chosen == "onnxruntime":
         try:
-            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, note)
+            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, status)
         except EngineUnavailable as error:
             if engine != "auto":
                 raise
@@ -291,7 +292,7 @@ def _folder_predictor(folder: Path, device: str, precision: str, engine: str,
     return DepthPredictor.from_folder(folder, device=device, precision=precision)
 
 
-def onnx_predictor(folder: Path, device: str = "cpu", note: Note | None = None) -> ExportedPredictor | None:
+def onnx_predictor(folder: Path, device: str = "cpu", status: Status | None = None) -> ExportedPredictor | None:
     """The weights folder's depth network on onnxruntime through its cached export (:func:`cached_onnx`), or None
     when the folder lacks encoder.pth or depth.pth (torch's loader then names what is missing). Raises
     EngineUnavailable when onnxruntime cannot run it here."""
@@ -299,7 +300,7 @@ def onnx_predictor(folder: Path, device: str = "cpu", note: Note | None = None) 
 
     if not is_complete(folder):
         return None
-    onnx_file = cached_onnx(folder, note)
+    onnx_file = cached_onnx(folder, status)
     return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
 
 
