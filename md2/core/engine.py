@@ -112,8 +112,11 @@ def content_key(files: list[Path], cache: Path) -> str:
         pass
     digest = hashlib.sha256(EXPORT_RECIPE.encode())
     for path in files:
+        part = hashlib.sha256()
         with open(path, "rb") as handle:
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
+            for block in iter(lambda: handle.read(1 << 20), b""):  # hashlib.file_digest is Python 3.11+
+                part.update(block)
+        digest.update(part.digest())
     key = digest.hexdigest()
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)

@@ -301,7 +301,12 @@ def onnx_predictor(folder: Path, device: str = "cpu", status: Status | None = No
     if not is_complete(folder):
         return None
     onnx_file = cached_onnx(folder, status)
-    return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+    try:
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+    except CheckpointError:  # a cached file damaged since it was written (it is written whole): exported again
+        onnx_file.unlink(missing_ok=True)
+        onnx_file = cached_onnx(folder, status)
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
 
 
 def _optimized_for(onnx_file: Path) -> Path | None:

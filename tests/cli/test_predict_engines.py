@@ -175,3 +175,13 @@ def test_torch_fp32_is_the_exact_path_byte_for_byte(tmp_path, pictures, weights)
     assert names == sorted(path.name for path in (tmp_path / "cli").iterdir()) and len(names) == 6
     for name in names:
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "loop" / name).read_bytes(), name
+
+
+def test_a_damaged_cached_export_is_exported_again(tmp_path, weights):
+    image = street_image(tmp_path / "x.png")
+    env = {"MD2_ONNX_CACHE": str(tmp_path / "cache")}
+    predict(str(image), "--weights", str(weights), "--output-dir", str(tmp_path / "first"), env=env)
+    for path in (tmp_path / "cache").glob("*.onnx"):
+        path.write_bytes(path.read_bytes()[:1000])  # both the export and its optimised graph
+    predict(str(image), "--weights", str(weights), "--output-dir", str(tmp_path / "again"), env=env)
+    assert np.array_equal(np.load(tmp_path / "first/x_disp.npy"), np.load(tmp_path / "again/x_disp.npy"))
