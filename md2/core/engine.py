@@ -1,10 +1,11 @@
 """Which engine runs the depth network, and the cached ONNX export that lets onnxruntime run a weights folder.
 
-``auto`` runs onnxruntime on the CPU and torch on CUDA (or wherever ``--precision`` asks for torch's bf16); a
-weights folder is exported once (``md2 export``'s job: verified against PyTorch, written atomically) into
-``MD2_HOME/onnx/KEY.onnx`` (or $MD2_ONNX_CACHE/KEY.onnx), KEY the sha256 of encoder.pth and depth.pth, so a retrained folder gets a new file and
-a changed one is never served stale. onnxruntime's optimised graph of that file is kept beside it
-(:func:`optimized_path`) for later sessions. Nothing here imports torch unless a file has to be exported.
+``auto`` runs onnxruntime on the CPU and torch on CUDA (or where ``--precision fp32`` / ``bf16`` asks for torch's
+paths); a weights folder is exported once (``md2 export``'s job: verified against PyTorch, written atomically) into
+``MD2_HOME/onnx/KEY.onnx`` (or ``$MD2_ONNX_CACHE/KEY.onnx``), KEY the sha256 of encoder.pth and depth.pth, so a
+retrained folder gets a new file and a changed one is never served stale. onnxruntime's optimised graph of that
+file is kept beside it (:func:`optimized_for`) for later sessions. Nothing here imports torch unless a file has to
+be exported.
 """
 
 from __future__ import annotations
