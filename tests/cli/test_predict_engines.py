@@ -185,3 +185,28 @@ def test_a_damaged_cached_export_is_exported_again(tmp_path, weights):
         path.write_bytes(path.read_bytes()[:1000])  # both the export and its optimised graph
     predict(str(image), "--weights", str(weights), "--output-dir", str(tmp_path / "again"), env=env)
     assert np.array_equal(np.load(tmp_path / "first/x_disp.npy"), np.load(tmp_path / "again/x_disp.npy"))
+
+
+def test_an_exported_onnx_file_keeps_its_optimised_graph_and_imports_no_torch(tmp_path, weights):
+    image = street_image(tmp_path / "x.png")
+    predict(str(image), "--weights", str(weights), "--output-dir", str(tmp_path / "folder"))  # exports it once
+    cache = Path(os.environ["MD2_ONNX_CACHE"])
+    key = content_key([weights / "encoder.pth", weights / "depth.pth"], cache)
+    model = tmp_path / "model.onnx"
+    model.write_bytes((cache / f"{key}.onnx").read_bytes())  # md2's own export of these weights
+    env = {**os.environ, "MD2_ONNX_CACHE": str(tmp_path / "cache")}
+    script = f"""
+import sys
+from md2.cli.app import main
+try:
+    main(["predict", {str(image)!r}, "--weights", {str(model)!r}, "--output-dir", {str(tmp_path / "file")!r}])
+except SystemExit as end:
+    assert not end.code, end.code
+print("torch" in sys.modules)
+"""
+    for _ in range(2):  # the first run optimises the graph and keeps it, the second starts from it
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                env=env)
+        assert result.returncode == 0 and result.stdout.split() == ["False"], result.stderr
+        assert len(list((tmp_path / "cache").glob("*.optimized-*.onnx"))) == 1
+    assert np.array_equal(np.load(tmp_path / "file/x_disp.npy"), np.load(tmp_path / "folder/x_disp.npy"))
