@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 EXPORTED_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 """File suffix -> format of an exported model."""
-INSTALL_HINT = "pip install onnxruntime"
+INSTALL_HINT = 'pip install "md2[export]"'
+"""How to install what ``md2 export`` needs beyond md2 (onnx, onnxscript)."""
+RUNTIME_HINT = "pip install onnxruntime"
+"""onnxruntime is one of md2's own dependencies: missing only where it was removed."""
 
 
 def import_onnxruntime():
@@ -38,7 +41,7 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise MD2Error(f"running an ONNX model needs onnxruntime, which is not installed: {INSTALL_HINT}") from None
+        raise MD2Error(f"running an ONNX model needs onnxruntime, which is not installed: {RUNTIME_HINT}") from None
     return onnxruntime
 
 
