@@ -1,11 +1,12 @@
 """Every md2 benchmark in one command; prints (and with --json writes) one JSON object.
 
-    python -m benchmarks.run [--json out.json] [--only data,train,train_epoch,inference,predict,commands] [--quick]
+    python -m benchmarks.run [--json out.json] [--only data,train,train_epoch,inference,predict,commands,evaluate_engines] [--quick]
 
 Sections (each also runs alone, see its module): ``data`` samples/s of the training data pipeline per worker;
 ``train`` training-step samples/s and peak memory per speed flag; ``train_epoch`` one training epoch, whole
 processes, ``md2 train`` beside a reference-equivalent trainer (and ``--amp``); ``inference`` depth images/s;
-``predict`` md2 predict beside the reference's loop (whole processes) and on a video; ``commands`` export-gt, evaluate-depth and convert-jpeg end to end. ``--quick``
+``predict`` md2 predict beside the reference's loop (whole processes) and on a video; ``commands`` export-gt, evaluate-depth and convert-jpeg end to end; ``evaluate_engines`` evaluate-depth's
+prediction on torch and onnxruntime. ``--quick``
 measures fewer repeats and items (a smoke run, not figures to quote).
 """
 
@@ -27,6 +28,7 @@ SECTIONS = {
     "inference": ("benchmarks.inference", [], ["--repeats", "1"]),
     "predict": ("benchmarks.predict", [], ["--images", "4", "--repeats", "1", "--video-frames", "8"]),
     "commands": ("benchmarks.commands", [], ["--frames", "8", "--repeats", "1"]),
+    "evaluate_engines": ("benchmarks.evaluate_engines", [], ["--frames", "6", "--repeats", "1"]),
 }
 
 

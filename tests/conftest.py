@@ -22,6 +22,16 @@ from pathlib import Path
 # oversubscribe the cores. Set before torch is first imported, which reads it once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# One cache of exported weights folders for the session (md2.core.engine): its files are keyed by the weights'
+# contents, so tests that give md2 a home of their own (MD2_HOME) still share it, and a model is exported once.
+if "MD2_ONNX_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["MD2_ONNX_CACHE"] = tempfile.mkdtemp(prefix="md2-tests-onnx-")
+    atexit.register(shutil.rmtree, os.environ["MD2_ONNX_CACHE"], True)
+
 import multiprocessing  # noqa: E402
 
 import pytest  # noqa: E402

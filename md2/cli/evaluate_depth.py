@@ -88,6 +88,9 @@ def command(
     eigen_crop: Annotated[bool, typer.Option(
         "--eigen-crop", help="--gt-dir: Garg's crop and 1e-3..80 m, as the eigen split.",
         rich_help_panel=_EVAL)] = False,
+    engine: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU, torch on CUDA), torch or onnxruntime.", rich_help_panel=_MODEL)]
+    = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the results.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also every resolved setting, before the run.")]
     = False,
@@ -107,7 +110,8 @@ def command(
         post_process=post_process, eval_eigen_to_benchmark=eval_eigen_to_benchmark,
         save_pred_disps=save_pred_disps, no_eval=no_eval, eval_out_dir=eval_out_dir, png=png,
         num_layers=num_layers, min_depth=min_depth, max_depth=max_depth, batch_size=batch_size,
-        num_workers=_workers(num_workers), device=device, gt_dir=gt_dir, gt_scale=gt_scale, eigen_crop=eigen_crop)
+        num_workers=_workers(num_workers), device=device, gt_dir=gt_dir, gt_scale=gt_scale, eigen_crop=eigen_crop,
+        engine=engine)
     if model is not None and ext_disp_to_eval is None:
         check_settings(_with_folder(settings, Path(model)))  # usage errors before a download
         from md2.core import zoo

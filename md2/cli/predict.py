@@ -47,9 +47,11 @@ def command(
              "reference's exact path).")]
     = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:N.")] = "auto",
+    engine: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU, torch on CUDA), torch or onnxruntime (exported once, cached).")] = "auto",
     precision: Annotated[str, typer.Option(
-        help="fp32 (the reference's numbers exactly), bf16 (autocast; disparities within 1% of fp32) or auto "
-             "(channels_last, within 1e-5 of fp32, and bf16 where the device computes it natively).")] = "auto",
+        help="auto (the engine's fastest: onnxruntime fp32; on torch channels_last, bf16 where native); fp32 (on "
+             "torch the reference's numbers exactly) or bf16 (autocast, within 1% of fp32) run on torch.")] = "auto",
     side_by_side: Annotated[bool, typer.Option(help="Videos: the input above the depth in STEM_disp.mp4.")] = False,
     save_frames: Annotated[bool, typer.Option(
         help="Videos: also STEM_frames/NNNNNN_disp.npy per frame (NNNNNN_depth.npy with --pred-metric-depth); "
@@ -94,7 +96,9 @@ def command(
         from md2.core.exported import load_predictor
         from md2.core.predict import PredictOptions, default_batch_size
 
-        predictor = load_predictor(weights, device=device, precision=precision)
+        predictor = load_predictor(weights, device=device, precision=precision, engine=engine,
+                                   note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"),
+                                   status=lambda text: console.status(escape(text)))  # transient, terminals only
         if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
             console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
                           "metric scale")
@@ -102,7 +106,7 @@ def command(
         if verbose:
             console.print(f"{_count(images, videos)}; model {escape(label)} from "
                           f"{escape(str(weights))} at {predictor.width}x{predictor.height} on {predictor.device} in "
-                          f"{predictor.precision}; batch size {batch_size}")
+                          f"{predictor.precision} with {predictor.engine}; batch size {batch_size}")
         failed = []
         if images:
             options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)

@@ -1,26 +1,39 @@
 """Running models written by ``md2 export``: ONNX files through onnxruntime, TorchScript files through torch.jit.
 
 :func:`open_exported` reads a file and its md2 metadata into a network called with tensors; :func:`load_predictor`
-gives ``md2 predict`` and ``md2.load_model`` a depth predictor for a weights folder or an exported file alike.
+gives ``md2 predict`` and ``md2.load_model`` a depth predictor for a weights folder or an exported file alike, and a
+weights folder to onnxruntime through its cached export (:mod:`md2.core.engine`). The onnxruntime path imports no
+torch: arrays in, arrays out (:mod:`md2.core.depth_arrays`); torch is imported where tensors are asked for.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
+from md2.core import depth_arrays
+from md2.core.engine import EngineUnavailable, Note, Status, cached_onnx, choose_engine, cuda_present
 from md2.core.export.metadata import TORCHSCRIPT_META_FILE, ExportMeta
-from md2.core.geometry import disp_to_depth
-from md2.core.inference import DepthPredictor, resolve_device
 from md2.errors import CheckpointError, MD2Error, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from md2.core.inference import DepthPredictor
 
 EXPORTED_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 """File suffix -> format of an exported model."""
 INSTALL_HINT = 'pip install "md2[export]"'
+"""How to install what ``md2 export`` needs beyond md2 (onnx, onnxscript)."""
+RUNTIME_HINT = "pip install onnxruntime"
+"""onnxruntime is one of md2's own dependencies: missing only where it was removed."""
 
 
 def import_onnxruntime():
@@ -28,7 +41,7 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise MD2Error(f"running an ONNX model needs onnxruntime, which is not installed: {INSTALL_HINT}") from None
+        raise MD2Error(f"running an ONNX model needs onnxruntime, which is not installed: {RUNTIME_HINT}") from None
     return onnxruntime
 
 
@@ -41,18 +54,18 @@ def _reason(error: BaseException) -> str:
 
 
 class OnnxNetwork:
-    """An exported ONNX file in an onnxruntime session: ``network(*inputs)`` -> its outputs as tensors.
+    """An exported ONNX file in an onnxruntime session: ``network.run(arrays)`` or ``network(*tensors)`` -> outputs.
 
-    ``device`` "auto" runs on CUDA when both torch and onnxruntime have it (onnxruntime-gpu), else on the CPU.
+    ``device`` "auto" runs on CUDA when onnxruntime has it (onnxruntime-gpu) and a GPU is present, else on the CPU.
+    ``optimized``: where onnxruntime's optimised graph of the file is kept; a session starts from it when it is
+    there (no optimising again), and writes it (under a temporary name, then renamed) when it is not.
     """
 
-    def __init__(self, path: Path, device: str = "auto") -> None:
+    def __init__(self, path: Path, device: str = "auto", optimized: Path | None = None) -> None:
         ort = import_onnxruntime()
         providers, self.device = _onnx_providers(ort, device)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors are raised as exceptions; no warnings on stderr
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            self.session = _session(ort, path, providers, optimized if self.device == "cpu" else None)
         except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own classes for bad files
             unreadable = type(error).__name__ in ("InvalidProtobuf", "InvalidArgument", "NoSuchFile")
             what = ("not an ONNX file, or corrupt or truncated" if unreadable
@@ -61,26 +74,62 @@ class OnnxNetwork:
         self.meta = ExportMeta.from_strings(dict(self.session.get_modelmeta().custom_metadata_map), path)
         self.path, self.runtime = path, f"onnxruntime {ort.__version__}"
 
-    def __call__(self, *inputs: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
-        """Float32 tensors in the order of ``meta.inputs`` -> the ``outputs`` named (default all), on the CPU."""
-        feed = {name: tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-                for name, tensor in zip(self.meta.input_names, inputs)}
+    def run(self, arrays: list[np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        """Float32 arrays in the order of ``meta.inputs`` -> the ``outputs`` named (default all), as arrays."""
+        feed = {name: np.ascontiguousarray(array, dtype=np.float32)
+                for name, array in zip(self.meta.input_names, arrays)}
         try:
-            arrays = self.session.run(outputs or self.meta.output_names, feed)
+            return self.session.run(outputs or self.meta.output_names, feed)
         except Exception as error:  # noqa: BLE001 -- e.g. a batch size the file was not exported for
             raise MD2Error(f"onnxruntime could not run {self.path}: {_reason(error)}") from None
-        return [torch.from_numpy(array) for array in arrays]
+
+    def __call__(self, *inputs: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
+        """Float32 tensors in the order of ``meta.inputs`` -> the ``outputs`` named (default all), on the CPU."""
+        import torch
+
+        arrays = [tensor.detach().to("cpu", torch.float32).contiguous().numpy() for tensor in inputs]
+        return [torch.from_numpy(array) for array in self.run(arrays, outputs)]
 
 
-def _onnx_providers(ort, device: str) -> tuple[list, torch.device]:
-    target = resolve_device(device)
-    if target.type == "cuda":
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            return [("CUDAExecutionProvider", {"device_id": target.index or 0}), "CPUExecutionProvider"], target
-        if device != "auto":
-            raise UsageError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu "
-                             "instead of onnxruntime), or use --device cpu")
-    return ["CPUExecutionProvider"], torch.device("cpu")
+def _session(ort, path: Path, providers: list, optimized: Path | None):
+    """An InferenceSession of ``path``; from (or saving) its optimised graph ``optimized`` when given."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors are raised as exceptions; no warnings on stderr
+    if optimized is not None and optimized.is_file():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # optimised already
+        try:
+            return ort.InferenceSession(str(optimized), sess_options=options, providers=providers)
+        except Exception:  # noqa: BLE001 -- a damaged or foreign optimised graph: made again from the file
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+    if optimized is None:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    temporary = optimized.with_name(f".{optimized.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    options.optimized_model_filepath = str(temporary)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        os.replace(temporary, optimized)  # concurrent runs each rename a complete graph into place
+    except OSError:  # a read-only cache: the session runs, its graph is not kept
+        pass
+    finally:
+        if temporary.exists():
+            temporary.unlink(missing_ok=True)
+    return session
+
+
+def _onnx_providers(ort, device: str) -> tuple[list, str]:
+    """(onnxruntime providers, the device they run on as "cpu" or "cuda:N"), without torch."""
+    name = device.strip().lower()
+    if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise UsageError(f"--device {device!r} is not a device for onnxruntime (use auto, cpu, cuda or cuda:N)")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if name.startswith("cuda") or (name == "auto" and has_cuda and cuda_present()):
+        if has_cuda:
+            index = int(name.split(":")[1]) if ":" in name else 0
+            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], f"cuda:{index}"
+        raise UsageError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu "
+                         "instead of onnxruntime), or use --device cpu")
+    return ["CPUExecutionProvider"], "cpu"
 
 
 class TorchScriptNetwork:
@@ -90,6 +139,10 @@ class TorchScriptNetwork:
     """
 
     def __init__(self, path: Path, device: str = "auto") -> None:
+        import torch
+
+        from md2.core.inference import resolve_device
+
         self.device = resolve_device(device)
         extra = {TORCHSCRIPT_META_FILE: ""}
         try:
@@ -106,30 +159,41 @@ class TorchScriptNetwork:
         self.meta = ExportMeta.from_strings(strings if isinstance(strings, dict) else {}, path)
         self.path, self.runtime = path, f"torch.jit (torch {torch.__version__})"
 
-    @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
         """Float32 tensors in the order of ``meta.inputs`` -> the ``outputs`` named (default all), on ``device``."""
+        import torch
+
+        with torch.inference_mode():
+            return self._run([torch.as_tensor(tensor) for tensor in inputs], outputs)
+
+    def _run(self, inputs: list, outputs: list[str] | None) -> list:
+        import torch
+
         result = self.module(*[tensor.to(self.device, torch.float32) for tensor in inputs])
         named = dict(zip(self.meta.output_names, result if isinstance(result, (tuple, list)) else [result]))
         return [named[name].float() for name in outputs or self.meta.output_names]
 
 
-def open_exported(path: Path | str, device: str = "auto") -> OnnxNetwork | TorchScriptNetwork:
-    """An exported file (``.onnx``; ``.pt`` or ``.ts`` for TorchScript), ready to run on ``device``."""
+def open_exported(path: Path | str, device: str = "auto",
+                  optimized: Path | None = None) -> OnnxNetwork | TorchScriptNetwork:
+    """An exported file (``.onnx``; ``.pt`` or ``.ts`` for TorchScript), ready to run on ``device``; an ONNX file's
+    session from (or saving) the optimised graph ``optimized`` when given (:class:`OnnxNetwork`)."""
     path = Path(path).expanduser()
     kind = EXPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise UsageError(f"{path}: an exported model ends in {', '.join(EXPORTED_SUFFIXES)}")
     if not path.is_file():
         raise CheckpointError(f"exported model not found: {path}")
-    return OnnxNetwork(path, device) if kind == "onnx" else TorchScriptNetwork(path, device)
+    return OnnxNetwork(path, device, optimized) if kind == "onnx" else TorchScriptNetwork(path, device)
 
 
 class ExportedPredictor:
     """An exported depth network with :class:`md2.core.inference.DepthPredictor`'s interface.
 
     ``height`` x ``width`` is the file's fixed input size; a file exported without ``--dynamic-batch`` takes one
-    image at a time, so a batch is run image by image. ``precision`` is the one the file computes in.
+    image at a time, so a batch is run image by image. ``precision`` is the one the file computes in. On
+    onnxruntime (``arrays``) every method takes and gives NumPy float32 arrays with no torch involved, and tensors
+    still give tensors; on torch.jit, tensors.
     """
 
     def __init__(self, network: OnnxNetwork | TorchScriptNetwork) -> None:
@@ -141,38 +205,124 @@ class ExportedPredictor:
         self.height, self.width, self.use_stereo = meta.height, meta.width, meta.use_stereo
         self.min_depth, self.max_depth, self.precision = meta.min_depth, meta.max_depth, meta.precision
         self.channels_last = False  # the runtime takes plain NCHW arrays (md2.core.predict asks)
+        self.arrays = isinstance(network, OnnxNetwork)
+        self.engine = network.runtime
 
-    def disparity(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, height, width) RGB in [0, 1] -> (B, 1, height, width) sigmoid disparity, float32 on ``device``."""
+    def disparity(self, images):
+        """(B, 3, height, width) RGB in [0, 1] -> (B, 1, height, width) sigmoid disparity, float32 (an array for an
+        array on onnxruntime, else a tensor on ``device``)."""
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, self.height, self.width):
             raise UsageError(f"{self.network.path} takes (B, 3, {self.height}, {self.width}) images (height x width "
                              f"fixed at export), got {tuple(images.shape)}")
-        chunks = images.split(1) if self.meta.batch is not None else [images]
+        if isinstance(images, np.ndarray) and self.arrays:
+            chunks = np.split(images, len(images)) if self.meta.batch is not None else [images]
+            disp = [self.network.run([chunk], outputs=["disp"])[0] for chunk in chunks]
+            return np.ascontiguousarray(np.concatenate(disp), dtype=np.float32)
+        import torch
+
+        chunks = torch.as_tensor(images).split(1) if self.meta.batch is not None else [torch.as_tensor(images)]
         disp = torch.cat([self.network(chunk, outputs=["disp"])[0] for chunk in chunks])
         return disp.to(self.device).float().contiguous()
 
-    def scaled_disparity(self, disp: torch.Tensor) -> torch.Tensor:
+    def scaled_disparity(self, disp):
         """disp_to_depth's scaled disparity (1 / depth) for the file's ``min_depth``..``max_depth``."""
-        return disp_to_depth(disp, self.min_depth, self.max_depth)[0]
+        return _disp_to_depth(disp, self.min_depth, self.max_depth)[0]
 
-    def depth(self, disp: torch.Tensor) -> torch.Tensor:
+    def depth(self, disp):
         """Depth in the network's units (x 5.4 gives metres for stereo-trained models)."""
-        return disp_to_depth(disp, self.min_depth, self.max_depth)[1]
+        return _disp_to_depth(disp, self.min_depth, self.max_depth)[1]
+
+    def upsample(self, disp, height: int, width: int):
+        """(B, 1, h, w) -> (B, 1, height, width), bilinear as torch's ``align_corners=False``."""
+        if isinstance(disp, np.ndarray):
+            return depth_arrays.upsample(disp, height, width)
+        from md2.core.inference import upsample
+
+        return upsample(disp, height, width)
 
 
-def load_predictor(weights: Path | str, device: str = "auto",
-                   precision: str = "auto") -> DepthPredictor | ExportedPredictor:
-    """A depth predictor for a weights folder (:class:`DepthPredictor`) or an exported ``.onnx`` / ``.pt`` / ``.ts``
-    file (:class:`ExportedPredictor`). An exported file computes in the precision it was exported in: ``precision``
-    must then be "auto" or that one."""
+def _disp_to_depth(disp, min_depth: float, max_depth: float):
+    if isinstance(disp, np.ndarray):
+        return depth_arrays.disp_to_depth(disp, min_depth, max_depth)
+    from md2.core.geometry import disp_to_depth
+
+    return disp_to_depth(disp, min_depth, max_depth)
+
+
+def load_predictor(weights: Path | str, device: str = "auto", precision: str = "auto", engine: str = "auto",
+                   note: Note | None = None, status: Status | None = None) -> DepthPredictor | ExportedPredictor:
+    """A depth predictor for a weights folder or an exported ``.onnx`` / ``.pt`` / ``.ts`` file.
+
+    A weights folder runs on the ``engine`` :func:`md2.core.engine.choose_engine` picks: torch
+    (:class:`DepthPredictor`), or onnxruntime through its cached export (:class:`ExportedPredictor`); ``auto``
+    falls back to torch, with a ``note``, where onnxruntime cannot run it; ``status`` is shown while a first run
+    exports the folder (:func:`md2.core.engine.cached_onnx`). An exported file runs on its own
+    runtime and computes in the precision it was exported in: ``precision`` must then be "auto" or that one.
+    """
     path = Path(weights).expanduser()
     if path.is_dir() or (path.suffix.lower() not in EXPORTED_SUFFIXES and not path.is_file()):
-        return DepthPredictor.from_folder(path, device=device, precision=precision)
+        return _folder_predictor(path, device, precision, engine, note, status)
     if path.suffix.lower() not in EXPORTED_SUFFIXES:
         raise CheckpointError(f"{path} is a file: give a weights folder (encoder.pth, depth.pth) or a model "
                               f"written by md2 export ({', '.join(EXPORTED_SUFFIXES)})")
-    predictor = ExportedPredictor(open_exported(path, device))
+    runtime = "onnxruntime" if EXPORTED_SUFFIXES[path.suffix.lower()] == "onnx" else "torch"
+    if engine not in ("auto", runtime):
+        raise UsageError(f"{path} runs on {runtime}: leave out --engine {engine}, or give the weights folder")
+    optimized = _optimized_for(path) if runtime == "onnxruntime" else None
+    predictor = ExportedPredictor(open_exported(path, device, optimized))
     if precision not in ("auto", predictor.precision):
         raise UsageError(f"{path} computes in {predictor.precision}, fixed when it was exported: leave out "
                          f"--precision, or export it again with --precision {precision}")
     return predictor
+
+
+def _folder_predictor(folder: Path, device: str, precision: str, engine: str, note: Note | None,
+                      status: Status | None) -> DepthPredictor | ExportedPredictor:
+    chosen = choose_engine(engine, device, precision, note)
+    if chosen == "onnxruntime":
+        try:
+            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, status)
+        except EngineUnavailable as error:
+            if engine != "auto":
+                raise
+            if note is not None:
+                note(f"{error}; the network runs on torch")
+            predictor = None
+        if predictor is not None:
+            return predictor
+    from md2.core.inference import DepthPredictor
+
+    return DepthPredictor.from_folder(folder, device=device, precision=precision)
+
+
+def onnx_predictor(folder: Path, device: str = "cpu", status: Status | None = None) -> ExportedPredictor | None:
+    """The weights folder's depth network on onnxruntime through its cached export (:func:`cached_onnx`), or None
+    when the folder lacks encoder.pth or depth.pth (torch's loader then names what is missing). Raises
+    EngineUnavailable when onnxruntime cannot run it here."""
+    from md2.core.zoo import is_complete
+
+    if not is_complete(folder):
+        return None
+    onnx_file = cached_onnx(folder, status)
+    try:
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+    except CheckpointError:  # a cached file damaged since it was written (it is written whole): exported again
+        onnx_file.unlink(missing_ok=True)
+        onnx_file = cached_onnx(folder, status)
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+
+
+def _optimized_for(onnx_file: Path) -> Path | None:
+    """Where onnxruntime keeps its optimised graph of ``onnx_file`` (md2's cache), on the CPU."""
+    from md2.core.engine import onnx_cache, optimized_for
+
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    cache = onnx_cache()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no cache: every session optimises the graph again
+        return None
+    return optimized_for(onnx_file, cache, onnxruntime.__version__)

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from md2.core.checkpoint import load_depth_model
+from md2.core.depth_arrays import STEREO_SCALE_FACTOR  # noqa: F401 -- importable from here as before
 from md2.core.geometry import disp_to_depth
 from md2.errors import UsageError
 
-STEREO_SCALE_FACTOR = 5.4
-"""Stereo models learn a 0.1 baseline; KITTI's rig is 0.54 m, so metric depth = 5.4 x predicted depth."""
 PRECISIONS = ("auto", "fp32", "bf16")
 """Inference precisions: fp32 (the reference's numbers), bf16 (autocast, channels_last; disparities within 1%
 of fp32), auto (bf16 where the device has fast bf16 arithmetic, fp32 otherwise)."""
@@ -72,6 +71,10 @@ class DepthPredictor:
     max_depth: float = 100.0
     precision: str = "fp32"
     channels_last: bool = False
+    engine = "torch"
+    arrays = False
+    """Whether :meth:`disparity` takes and gives NumPy arrays (:class:`md2.core.exported.ExportedPredictor` on
+    onnxruntime) rather than tensors."""
 
     def __post_init__(self) -> None:
         # "auto" is the fast path: channels_last always (fp32 convolutions ~15% faster on the CPU, outputs within
@@ -114,6 +117,10 @@ class DepthPredictor:
     def depth(self, disp: torch.Tensor) -> torch.Tensor:
         """Depth in the network's units (x 5.4 gives metres for stereo-trained models)."""
         return disp_to_depth(disp, self.min_depth, self.max_depth)[1]
+
+    def upsample(self, disp: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """:func:`upsample`: (B, 1, h, w) -> (B, 1, height, width)."""
+        return upsample(disp, height, width)
 
 
 def upsample(disp: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-import torch
 
 from md2.core.pictures import Prepared
 from md2.errors import DataError
@@ -41,12 +40,12 @@ class Stages(Generic[Item, Result]):
 
     prepare: Callable[[Item], Prepared]
     """Decode and resize; a DataError marks the item failed and the others go on."""
-    network: Callable[[np.ndarray], torch.Tensor]
-    """(B, h, w, 3) uint8 -> (B, 1, h, w) disparity."""
+    network: Callable[[np.ndarray], Any]
+    """(B, h, w, 3) uint8 -> (B, 1, h, w) disparity (a tensor, or an array from onnxruntime)."""
     finish: Callable[[Item, Prepared, Any], Result]
     """Outputs of one item from what ``after_network`` made of its disparity; a DataError (disk full...)
     stops the run."""
-    after_network: Callable[[Item, Prepared, torch.Tensor], Any] = lambda item, ready, disp: disp
+    after_network: Callable[[Item, Prepared, Any], Any] = lambda item, ready, disp: disp
     """Per item, in input order: its (1, 1, h, w) disparity -> what ``finish`` takes (the torch work: upsampling,
     depth; and what depends on the items before, such as a video's running colour scale)."""
 

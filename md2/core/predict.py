@@ -7,16 +7,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
-from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
+from md2.core.depth_arrays import STEREO_SCALE_FACTOR, images_from_pixels
 from md2.core.pictures import Prepared, PreparedAhead, network_pixels, prepare_image, read_rgb
 from md2.core.pipeline import Stages, run_pipeline
 from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path, make_folder
+
+if TYPE_CHECKING:
+    import torch
+
+    from md2.core.exported import ExportedPredictor
+    from md2.core.inference import DepthPredictor
+
+    Predictor = DepthPredictor | ExportedPredictor
 
 FAST_BATCH_PIXELS = 4 * 640 * 192
 """Default pixels per network pass outside the exact fp32 path: 4 images at 640x192, 1 at 1024x320. Measured
@@ -44,7 +53,7 @@ class PredictReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def default_batch_size(predictor: DepthPredictor) -> int:
+def default_batch_size(predictor: Predictor) -> int:
     """Images per network pass when the user gives none: one for ``--precision fp32``, the exact path (the
     reference predicted one image at a time, and a batch's composition moves the last bits of fp32
     convolutions), else as many as fit :data:`FAST_BATCH_PIXELS` (4 at 640x192, 1 at 1024x320)."""
@@ -58,14 +67,21 @@ def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple
 
     Returns ((3, height, width) float in [0, 1], (original_height, original_width)).
     """
+    import torch
+
     rgb = read_rgb(path)
     pixels = network_pixels(rgb, width, height)
     return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0), (rgb.height, rgb.width)
 
 
-def batch_disparity(predictor: DepthPredictor, pixels: np.ndarray) -> torch.Tensor:
+def batch_disparity(predictor: Predictor, pixels: np.ndarray):
     """The network on (B, h, w, 3) uint8 pixels: the ToTensor floats (x / 255), NCHW as the exact path has
-    always been given them (channels_last for the fast path, which converts to it anyway)."""
+    always been given them (channels_last for the fast path, which converts to it anyway). An array for a
+    predictor on arrays (onnxruntime, no torch), else a tensor."""
+    if getattr(predictor, "arrays", False):
+        return predictor.disparity(images_from_pixels(pixels))
+    import torch
+
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     if not getattr(predictor, "channels_last", False):
         images = images.contiguous()
@@ -84,21 +100,32 @@ class ImageArrays:
     """(H, W) depth at the picture's size (metres for stereo models), with --save-depth-png."""
 
 
-def image_arrays(predictor: DepthPredictor, disp: torch.Tensor, original: tuple[int, int], metric_depth: bool,
+def image_arrays(predictor: Predictor, disp, original: tuple[int, int], metric_depth: bool,
                  depth_png: bool) -> ImageArrays:
-    """``disp`` (1, 1, h, w) -> what an image's files hold (as the reference: the .npy at the network's
-    resolution, the pictures at the original size)."""
+    """``disp`` (1, 1, h, w), a tensor or an array as the predictor gives it -> what an image's files hold (as
+    the reference: the .npy at the network's resolution, the pictures at the original size). The predictor's
+    own operations: torch's on tensors, md2.core.depth_arrays' on arrays."""
     if metric_depth:
         npy = STEREO_SCALE_FACTOR * predictor.depth(disp)
     else:
         npy = predictor.scaled_disparity(disp)
-    disp_full = upsample(disp, *original)
+    disp_full = predictor.upsample(disp, *original)
     depth = None
     if depth_png:
-        depth = predictor.depth(disp_full)[0, 0].float().cpu().numpy()
+        depth = as_array(predictor.depth(disp_full)[0, 0])
         if predictor.use_stereo:
             depth = depth * STEREO_SCALE_FACTOR
-    return ImageArrays(npy.float().cpu().numpy(), disp_full[0, 0].float().cpu().numpy(), depth)
+    return ImageArrays(as_array(npy), as_array(disp_full[0, 0]), depth)
+
+
+def as_array(values) -> np.ndarray:
+    """A float32 tensor (any device) or array as a NumPy array."""
+    return values if isinstance(values, np.ndarray) else values.float().cpu().numpy()
+
+
+def is_finite(values) -> bool:
+    """Whether every value of a tensor (any device, without importing torch here) or array is finite."""
+    return bool(np.isfinite(values).all() if isinstance(values, np.ndarray) else values.isfinite().all())
 
 
 def _output_stem(path: Path, options: PredictOptions) -> Path:
@@ -139,7 +166,7 @@ def write_depth_png(stem: Path, depth: np.ndarray) -> Path:
     return png
 
 
-def predict_images(predictor: DepthPredictor, paths: list[Path], options: PredictOptions,
+def predict_images(predictor: Predictor, paths: list[Path], options: PredictOptions,
                    on_image: Callable[[Path], None] | None = None, workers: int = PIPELINE_WORKERS,
                    ahead: PreparedAhead | None = None) -> PredictReport:
     """Predict every image in ``paths``; unreadable images are reported, the rest still run.
@@ -169,18 +196,23 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
         if on_image is not None:
             on_image(path)
 
-    def after_network(path: Path, ready: Prepared, disp: torch.Tensor) -> ImageArrays | DataError:
-        if not bool(torch.isfinite(disp).all()):  # returned, not raised: the image fails, the others go on
-            return DataError(f"the prediction for {path} is not finite (NaN or infinite disparities; are the "
-                             "weights corrupt?): nothing written")
+    def arrays_of(ready: Prepared, disp) -> ImageArrays:
         return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 
-    stages = Stages(
-        prepare=prepare,
-        network=lambda pixels: batch_disparity(predictor, pixels),
-        after_network=after_network,
-        finish=lambda path, ready, arrays: arrays if isinstance(arrays, DataError) else save_outputs(path, arrays,
-                                                                                                     options))
+    in_workers = getattr(predictor, "arrays", False)  # NumPy only: upsampling and depth beside the network
+
+    def after_network(path: Path, ready: Prepared, disp):
+        if not is_finite(disp):  # returned, not raised: the image fails, the others go on
+            return DataError(f"the prediction for {path} is not finite (NaN or infinite disparities; are the "
+                             "weights corrupt?): nothing written")
+        return disp if in_workers else arrays_of(ready, disp)  # torch's operations stay in the caller's thread
+
+    def finish(path: Path, ready: Prepared, payload) -> list[Path] | DataError:
+        if isinstance(payload, DataError):
+            return payload
+        return save_outputs(path, arrays_of(ready, payload) if in_workers else payload, options)
+
+    stages = Stages(prepare, lambda pixels: batch_disparity(predictor, pixels), finish, after_network)
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     finally:

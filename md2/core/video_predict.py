@@ -13,18 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
-from md2.core.inference import DepthPredictor
 from md2.core.pictures import Prepared, network_pixels
 from md2.core.pipeline import Stages, run_pipeline
-from md2.core.predict import PIPELINE_WORKERS, ImageArrays, batch_disparity, image_arrays, write_depth_png, write_npy
+from md2.core.predict import (PIPELINE_WORKERS, ImageArrays, as_array, batch_disparity, image_arrays, is_finite,
+                              write_depth_png, write_npy)
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError
 from md2.files import make_folder
+
+if TYPE_CHECKING:
+    from md2.core.predict import Predictor
 
 SCALE_SPAN = 30
 """Frames over which the colour scale averages (about a second of video)."""
@@ -85,7 +89,7 @@ def disparity_video_path(path: Path, output_dir: Path | None) -> Path:
     return (output_dir if output_dir is not None else path.parent) / f"{path.stem}_disp.mp4"
 
 
-def predict_video(predictor: DepthPredictor, path: Path, options: VideoOptions,
+def predict_video(predictor: Predictor, path: Path, options: VideoOptions,
                   on_frame: Callable[[int], None] | None = None, on_start: Callable[[int | None], None] | None = None,
                   workers: int = PIPELINE_WORKERS) -> VideoReport:
     """Predict every selected frame of the video ``path``; writes STEM_disp.mp4 (and STEM_frames/NNNNNN_*).
@@ -132,7 +136,7 @@ class VideoInterrupted(KeyboardInterrupt):
         self.report = report
 
 
-def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, folder: Path | None,
+def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folder: Path | None,
          writer: VideoWriter, on_frame: Callable[[int], None] | None, workers: int) -> None:
     scale = RunningScale()
 
@@ -140,14 +144,20 @@ def _run(predictor: DepthPredictor, reader: VideoReader, options: VideoOptions, 
         return Prepared(network_pixels(Image.fromarray(frame.rgb), predictor.width, predictor.height),
                         frame.rgb.shape[:2])
 
-    def after_network(frame: Frame, ready: Prepared, disp: torch.Tensor) -> ImageArrays:
-        if not bool(torch.isfinite(disp).all()):  # the video is discarded: NaN frames are no depth
-            raise DataError(f"the prediction for frame {frame.number} of {reader.path} is not finite (NaN or "
-                            "infinite disparities; are the weights corrupt?): no video written")
-        frame.scale = scale.update(disp[0, 0].float().cpu().numpy())  # in frame order
+    in_workers = getattr(predictor, "arrays", False)  # NumPy only: upsampling and depth beside the network
+
+    def arrays_of(ready: Prepared, disp) -> ImageArrays:
         return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
 
-    def finish(frame: Frame, ready: Prepared, arrays: ImageArrays) -> np.ndarray:
+    def after_network(frame: Frame, ready: Prepared, disp):
+        if not is_finite(disp):  # the video is discarded: NaN frames are no depth
+            raise DataError(f"the prediction for frame {frame.number} of {reader.path} is not finite (NaN or "
+                            "infinite disparities; are the weights corrupt?): no video written")
+        frame.scale = scale.update(as_array(disp[0, 0]))  # in frame order
+        return disp if in_workers else arrays_of(ready, disp)
+
+    def finish(frame: Frame, ready: Prepared, payload) -> np.ndarray:
+        arrays = arrays_of(ready, payload) if in_workers else payload
         picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
             make_folder(folder)

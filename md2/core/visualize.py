@@ -79,12 +79,17 @@ def percentile(values: np.ndarray, q: float) -> float:
     bounds read off a sample, then interpolated with numpy's formula (equal to numpy's result, tested)."""
     flat = np.asarray(values).ravel()
     count = flat.size
-    if count < _SAMPLED_FROM or not np.isfinite(flat.min()) or not np.isfinite(flat.max()):
+    if count == 0 or not np.isfinite(flat.min()) or not np.isfinite(flat.max()):
         return float(np.percentile(flat.astype(np.float64), q))
     virtual = (count - 1) * np.true_divide(q, 100)
     below = int(np.floor(virtual))
     gamma = virtual - below
-    lower, upper = _order_statistics(flat, below, min(below + 1, count - 1))
+    above = min(below + 1, count - 1)
+    if count < _SAMPLED_FROM:  # small: one partition of all (np.percentile itself would import numpy.ma, 20 ms+)
+        chosen = np.partition(flat, (below, above))
+        lower, upper = np.float64(chosen[below]), np.float64(chosen[above])
+    else:
+        lower, upper = _order_statistics(flat, below, above)
     difference = upper - lower
     return float(upper - difference * (1 - gamma) if gamma >= 0.5 else lower + difference * gamma)
 

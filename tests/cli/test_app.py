@@ -133,7 +133,8 @@ def test_predicting_a_photo_imports_neither_the_compiler_nor_torchvision_nor_onn
     from PIL import Image
 
     Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / "photo.jpg")
-    imported = _modules_after("predict", str(tmp_path / "photo.jpg"), "--weights", str(weights), "-q")
+    imported = _modules_after("predict", str(tmp_path / "photo.jpg"), "--weights", str(weights), "-q", "--engine",
+                              "torch")  # onnxruntime's path imports no torch (tests/cli/test_predict_engines.py)
     assert "torch" in imported and (tmp_path / "photo_disp.jpeg").exists()
     assert not {name for name in imported if name.startswith(("torch._dynamo", "torchvision", "onnx"))}
 
@@ -163,7 +164,7 @@ def test_a_successful_command_skips_libtorchs_teardown_after_pythons_exit_work(t
 
     Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / "photo.jpg")
     result, fast = _run_watching_the_exit(tmp_path, ["predict", str(tmp_path / "photo.jpg"), "--weights",
-                                                     str(weights)])
+                                                     str(weights), "--engine", "torch"])
     assert result.returncode == 0 and fast, result.stderr[-2000:]
     assert (tmp_path / "atexit_ran").exists()  # Python's exit work was done
     assert "1 of 1 image" in result.stderr  # the summary printed just before the end was flushed

@@ -80,7 +80,8 @@ def predict_disparities(predictor: DepthPredictor, dataset: Dataset, batch_size:
     Returns:
         (N, H, W) float32 (float64 with ``post_process``), in the dataset's order.
     """
-    loader = evaluation_loader(dataset, batch_size, num_workers, predictor.device.type == "cuda", collate_fn)
+    on_cuda = str(predictor.device).startswith("cuda")  # a torch.device, or onnxruntime's "cpu" / "cuda:N"
+    loader = evaluation_loader(dataset, batch_size, num_workers, on_cuda, collate_fn)
     chunks = []
     for batch in worker_batches(loader):
         images = batch.color[0][0]

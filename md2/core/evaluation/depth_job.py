@@ -55,6 +55,7 @@ class DepthEvalSettings:
     gt_dir: Path | None = None
     gt_scale: float = 256.0
     eigen_crop: bool = False
+    engine: str = "auto"
 
     @property
     def median_scaling(self) -> bool:
@@ -107,6 +108,10 @@ def check_settings(settings: DepthEvalSettings) -> None:
     require_finite(settings.pred_depth_scale_factor, "--pred-depth-scale-factor")
     require_finite(settings.min_depth, "--min-depth")
     require_finite(settings.max_depth, "--max-depth")
+    from md2.core.engine import ENGINES
+
+    if settings.engine not in ENGINES:
+        raise UsageError(f"--engine {settings.engine!r} is not one of {', '.join(ENGINES)}")
     if settings.pred_depth_scale_factor <= 0:
         raise UsageError(f"--pred-depth-scale-factor must be positive, got {settings.pred_depth_scale_factor}")
     if settings.gt_dir is None and (settings.eigen_crop or settings.gt_scale != 256.0):
@@ -234,16 +239,37 @@ def _model_disparities(settings: DepthEvalSettings, split_dir: Path | None, resu
         dataset = FolderImages(pairs, height, width)
     else:
         dataset = depth_test_dataset(settings.eval_split, split_dir, settings.data_path, height, width, settings.png)
-    predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
+    # --num-layers is torch's loader's check against the checkpoint (the export reads the checkpoint's own depth)
+    same_depth = settings.num_layers in (None, meta.num_layers)
+    predictor = _onnx_predictor(settings, folder, result.warnings) if same_depth else None
+    if predictor is None:  # torch, the reference's fp32 path
+        predictor = DepthPredictor.from_folder(folder, device=settings.device, num_layers=settings.num_layers)
     predictor.min_depth, predictor.max_depth = settings.min_depth, settings.max_depth
     result.model = {"weights_folder": folder, "height": height, "width": width, "use_stereo": bool(use_stereo),
-                    "device": str(predictor.device)}
+                    "device": str(predictor.device), "engine": getattr(predictor, "engine", "torch")}
     if use_stereo and settings.eval_mono:
         result.warnings.append("this model was trained with stereo pairs; the reference evaluates such models "
                                "with --eval-stereo")
     return predict_disparities(predictor, dataset, settings.batch_size, settings.num_workers,
                                settings.post_process, collate_fn=collate_samples,
                                on_batch=_stage(progress, "predict", len(dataset)))
+
+
+def _onnx_predictor(settings: DepthEvalSettings, folder: Path, notes: list[str]):
+    """The network on onnxruntime when ``settings.engine`` picks it (md2.core.engine.choose_engine), else None;
+    ``auto`` falls back to torch with a note where onnxruntime cannot run it."""
+    from md2.core.engine import EngineUnavailable, choose_engine
+    from md2.core.exported import onnx_predictor
+
+    if choose_engine(settings.engine, settings.device, "auto", notes.append) != "onnxruntime":
+        return None
+    try:
+        return onnx_predictor(folder, "cpu" if settings.engine == "auto" else settings.device)
+    except EngineUnavailable as error:
+        if settings.engine != "auto":
+            raise
+        notes.append(f"{error}; the network runs on torch")
+        return None
 
 
 def _stage(progress: Progress | None, name: str, total: int) -> Callable[[int], None] | None:

@@ -5,10 +5,20 @@
 command's work). Running an exported file is md2.core.exported.
 """
 
-from md2.core.export.job import ExportedFile, ExportSettings, check_export_settings, run_export
-from md2.core.export.metadata import ExportMeta, TensorSpec
-from md2.core.export.onnx_file import DEFAULT_OPSET, OPSETS
-from md2.core.export.verify import TOLERANCES
+from __future__ import annotations
 
-__all__ = ["DEFAULT_OPSET", "OPSETS", "TOLERANCES", "ExportMeta", "ExportSettings", "ExportedFile", "TensorSpec",
-           "check_export_settings", "run_export"]
+import importlib
+
+_EXPORTS = {"ExportedFile": "job", "ExportSettings": "job", "check_export_settings": "job", "run_export": "job",
+            "ExportMeta": "metadata", "TensorSpec": "metadata", "DEFAULT_OPSET": "onnx_file", "OPSETS": "onnx_file",
+            "TOLERANCES": "verify"}
+"""Name -> its module: imported on first use, so reading an exported file's metadata (``md2.core.export.metadata``,
+no torch) does not import the exporters (torch)."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"md2.core.export.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'md2.core.export' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from md2 import __version__
-from md2.core.inference import STEREO_SCALE_FACTOR
+from md2.core.depth_arrays import STEREO_SCALE_FACTOR
 from md2.errors import CheckpointError
 
 SCHEMA = "1"
