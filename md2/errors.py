@@ -35,6 +35,10 @@ class ExportError(MD2Error):
     """An exported model that could not be written, or whose outputs its runtime did not reproduce."""
 
 
+class NotFiniteOutputs(ExportError):
+    """A model whose own outputs in PyTorch are NaN or infinite: nothing to export or compare with."""
+
+
 def worker_message(text: str) -> str:
     """The original one-line message inside the text of an error a DataLoader worker raised (torch re-raises it
     in the main process as "Caught DataError in DataLoader worker process 0. Original Traceback ...")."""

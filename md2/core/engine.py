@@ -35,7 +35,12 @@ Status = Callable[[str], AbstractContextManager]
 
 class EngineUnavailable(MD2Error):
     """onnxruntime cannot run this model here (a package missing, an export that failed): ``auto`` falls back to
-    torch with a note, ``--engine onnxruntime`` reports it."""
+    torch with a note (unless ``noted`` is False: torch reports the same problem itself), ``--engine onnxruntime``
+    reports it."""
+
+    def __init__(self, message: str, noted: bool = True) -> None:
+        super().__init__(message)
+        self.noted = noted
 
 
 def onnxruntime_installed() -> bool:
@@ -136,7 +141,7 @@ def cached_onnx(folder: Path, status: Status | None = None, cache: Path | None =
     Raises EngineUnavailable when the exporter's packages are missing or the export fails its verification; the
     weights' own errors (CheckpointError) as they are.
     """
-    from md2.errors import ExportError
+    from md2.errors import ExportError, NotFiniteOutputs
 
     cache = cache if cache is not None else onnx_cache()
     target = cache / f"{content_key([folder / 'encoder.pth', folder / 'depth.pth'], cache)}.onnx"
@@ -154,6 +159,8 @@ def cached_onnx(folder: Path, status: Status | None = None, cache: Path | None =
         with shown:
             run_export(ExportSettings(output=target, weights=folder, dynamic_batch=True, disp_only=True),
                        download_progress=False)
+    except NotFiniteOutputs as error:  # torch would give the same NaN: its own per-picture error says so
+        raise EngineUnavailable(f"cannot export {folder} for onnxruntime: {error}", noted=False) from None
     except ExportError as error:
         raise EngineUnavailable(f"cannot export {folder} for onnxruntime: {error}") from None
     return target

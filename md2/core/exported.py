@@ -285,7 +285,7 @@ def _folder_predictor(folder: Path, device: str, precision: str, engine: str, no
         except EngineUnavailable as error:
             if engine != "auto":
                 raise
-            if note is not None:
+            if note is not None and error.noted:
                 note(f"{error}; the network runs on torch")
             predictor = None
         if predictor is not None:

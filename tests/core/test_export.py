@@ -20,7 +20,7 @@ from md2.core.exported import ExportedPredictor, load_predictor, open_exported
 from md2.core.geometry import transformation_from_parameters
 from md2.core.inference import DepthPredictor
 from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
-from md2.errors import CheckpointError, ExportError, MD2Error, UsageError
+from md2.errors import CheckpointError, ExportError, MD2Error, NotFiniteOutputs, UsageError
 
 HEIGHT, WIDTH = 64, 192
 
@@ -196,6 +196,18 @@ def test_a_runtime_that_does_not_reproduce_pytorch_is_refused_with_the_differenc
     with pytest.raises(ExportError, match=r"differ from PyTorch's by \d\.\d\de-0[5-9] \(.*\), more than the 0e0"):
         run_export(ExportSettings(output=tmp_path / "d.onnx", weights=weights18, opset=17))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_whose_own_outputs_are_not_finite_is_named_as_such_not_as_a_runtime_difference(tmp_path):
+    # Finite weights, but batch norm divides by the square root of a negative running variance: PyTorch's own
+    # disparities are NaN, so there is nothing to compare the runtime with.
+    folder = write_weights(tmp_path / "nan", 18)
+    encoder = torch.load(folder / "encoder.pth", weights_only=True)
+    encoder["encoder.bn1.running_var"] = -encoder["encoder.bn1.running_var"].abs() - 1
+    torch.save(encoder, folder / "encoder.pth")
+    with pytest.raises(NotFiniteOutputs, match="own disp output in PyTorch is not finite"):
+        run_export(ExportSettings(output=tmp_path / "out" / "d.onnx", weights=folder, opset=17))
+    assert not (tmp_path / "out" / "d.onnx").exists()
 
 
 def test_graphs_compute_md2s_pytorch_paths(weights18):

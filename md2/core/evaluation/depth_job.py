@@ -268,7 +268,8 @@ def _onnx_predictor(settings: DepthEvalSettings, folder: Path, notes: list[str])
     except EngineUnavailable as error:
         if settings.engine != "auto":
             raise
-        notes.append(f"{error}; the network runs on torch")
+        if error.noted:
+            notes.append(f"{error}; the network runs on torch")
         return None
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from md2.core.export.graphs import probe_images
 from md2.core.export.metadata import ExportMeta
-from md2.errors import CheckpointError, ExportError
+from md2.errors import CheckpointError, ExportError, NotFiniteOutputs
 
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 """Largest difference allowed per precision. fp32: 1e-4 (measured: 2e-7 with onnxruntime, 0 with torch.jit). fp16
@@ -65,6 +65,10 @@ def verify_export(path: Path, reference: nn.Module, meta: ExportMeta, batch_size
         with torch.inference_mode():
             expected = reference(*inputs)
         expected = expected if isinstance(expected, tuple) else (expected,)
+        for name, wanted in zip(meta.output_names, expected):
+            if not bool(torch.isfinite(wanted).all()):
+                raise NotFiniteOutputs(f"the model's own {name} output in PyTorch is not finite (NaN or infinite) "
+                                       "on md2's probe images: are the weights corrupt? no file was written")
         for name, actual, wanted in zip(meta.output_names, network(*inputs), expected):
             if tuple(actual.shape) != tuple(wanted.shape):
                 raise ExportError(f"{network.runtime} gives {name} of shape {tuple(actual.shape)} for a batch of "
