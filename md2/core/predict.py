@@ -14,6 +14,7 @@ from PIL import Image
 from md2.core.inference import STEREO_SCALE_FACTOR, DepthPredictor, upsample
 from md2.core.pictures import Prepared, PreparedAhead, network_pixels, prepare_image, read_rgb
 from md2.core.pipeline import Stages, run_pipeline
+from md2.core.pointcloud.photo import CloudOptions, write_photo_cloud
 from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path
@@ -34,6 +35,10 @@ class PredictOptions:
     pred_metric_depth: bool = False
     save_depth_png: bool = False
     batch_size: int = 1
+    cloud: CloudOptions | None = None
+    """--point-cloud: NAME.ply and NAME_cloud.png too."""
+    metric_scale: float = STEREO_SCALE_FACTOR
+    """--pred-metric-depth's factor: 5.4, or a mono model's saved median scale (md2.core.metric_scale)."""
 
 
 @dataclass
@@ -85,11 +90,11 @@ class ImageArrays:
 
 
 def image_arrays(predictor: DepthPredictor, disp: torch.Tensor, original: tuple[int, int], metric_depth: bool,
-                 depth_png: bool) -> ImageArrays:
+                 depth_png: bool, metric_scale: float = STEREO_SCALE_FACTOR) -> ImageArrays:
     """``disp`` (1, 1, h, w) -> what an image's files hold (as the reference: the .npy at the network's
     resolution, the pictures at the original size)."""
     if metric_depth:
-        npy = STEREO_SCALE_FACTOR * predictor.depth(disp)
+        npy = metric_scale * predictor.depth(disp)
     else:
         npy = predictor.scaled_disparity(disp)
     disp_full = upsample(disp, *original)
@@ -107,7 +112,8 @@ def _output_stem(path: Path, options: PredictOptions) -> Path:
 
 
 def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> list[Path]:
-    """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, and STEM_depth.png."""
+    """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, STEM_depth.png, and
+    STEM.ply with STEM_cloud.png."""
     stem = _output_stem(path, options)
     stem.parent.mkdir(parents=True, exist_ok=True)  # --output-dir appears with its first output, not before
     written = [write_npy(stem, arrays.npy, options.pred_metric_depth)]
@@ -119,6 +125,8 @@ def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> li
     written.append(picture)
     if arrays.depth_full is not None:
         written.append(write_depth_png(stem, arrays.depth_full))
+    if options.cloud is not None:
+        written += write_photo_cloud(stem, path, arrays.disp_full, options.cloud)
     return written
 
 
@@ -173,7 +181,8 @@ def predict_images(predictor: DepthPredictor, paths: list[Path], options: Predic
         prepare=prepare,
         network=lambda pixels: batch_disparity(predictor, pixels),
         after_network=lambda path, ready, disp: image_arrays(predictor, disp, ready.original,
-                                                             options.pred_metric_depth, options.save_depth_png),
+                                                             options.pred_metric_depth, options.save_depth_png,
+                                                             options.metric_scale),
         finish=lambda path, ready, arrays: save_outputs(path, arrays, options))
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
