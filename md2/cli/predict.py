@@ -107,7 +107,11 @@ def command(
         stereo = bool(predictor.use_stereo) or "stereo" in label
         scale = depth_scale(stereo, weights)
         metric_scale = scale.factor if scale.metric else STEREO_SCALE_FACTOR  # the reference's x 5.4 otherwise
-        cloud_options = cloud.options(scale, (predictor.min_depth, predictor.max_depth)) if cloud else None
+        cloud_options = cloud.options(scale, (predictor.min_depth, predictor.max_depth), weights) if cloud else None
+        if cloud and videos:
+            from md2.core.video_cloud import check_pose_weights
+
+            check_pose_weights(weights)  # one line now, not after the photos
         if pred_metric_depth and scale.metric and not stereo:
             console.print(f"metric depth in {scale.units}", highlight=False)
         if (pred_metric_depth or cloud) and not scale.metric or save_depth_png and not stereo:
@@ -127,7 +131,7 @@ def command(
             from md2.core.video_predict import VideoOptions
 
             options = VideoOptions(output_dir, side_by_side, save_frames, pred_metric_depth, save_depth_png,
-                                   FrameRange(start, end, every), overwrite, batch_size)
+                                   FrameRange(start, end, every), overwrite, batch_size, cloud_options)
             failed += _videos(predictor, videos, options, console, quiet, verbose)
     if len(paths) == 1 and failed:  # nothing else to report: the reason is the one line
         raise DataError(failed[0])
@@ -209,7 +213,8 @@ def _videos(predictor, paths: list[Path], options, console, quiet: bool, verbose
                 failed.append(str(error))
                 continue
         if verbose or len(paths) > 1:
-            console.print(f"  {escape(str(report.video))}: {report.frames} frames", highlight=False)
+            console.print(f"  {escape(str(report.video))}: {report.frames} frames"
+                          + (f"; {escape(str(report.cloud[0]))}" if report.cloud else ""), highlight=False)
     return failed
 
 

@@ -21,13 +21,13 @@ class CloudRequest:
     stride: int
     voxel: float
 
-    def options(self, scale, net_depth_range: tuple[float, float]):
+    def options(self, scale, net_depth_range: tuple[float, float], weights: Path):
         """The :class:`md2.core.pointcloud.photo.CloudOptions` for a model whose depth has ``scale``."""
         from md2.core.pointcloud.intrinsics import camera_choice
         from md2.core.pointcloud.photo import CloudOptions
 
         return CloudOptions(camera_choice(self.intrinsics, self.fov), self.stride, self.max_depth, self.voxel,
-                            scale.factor, scale.units, net_depth_range)
+                            scale.factor, scale.units, net_depth_range, weights)
 
 
 def cloud_request(point_cloud: bool, intrinsics: str | None, fov: float | None, max_depth: float | None,

@@ -108,3 +108,46 @@ def test_point_cloud_options_without_point_cloud_are_usage_errors(tmp_path, weig
     image = street_image(tmp_path / "c.jpg")
     result = run_md2("predict", str(image), "--weights", str(weights), "--fov", "60")
     assert result.returncode == 2 and "--fov applies to --point-cloud" in result.stderr
+
+
+# -- videos -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pose_weights(tmp_path_factory) -> Path:
+    """A stereo-trained md2-written model with its pose network, ResNet-18 at 64 x 192 (seed 2)."""
+    from md2.core.networks import PoseDecoder
+
+    torch.manual_seed(2)
+    encoder = ResnetEncoder(18)
+    pose_encoder = ResnetEncoder(18, pretrained=False, num_input_images=2)
+    modules = {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
+               "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)}
+    return save_weights_folder(tmp_path_factory.mktemp("posed") / "weights_0", modules, height=64, width=192,
+                               use_stereo=True)
+
+
+def test_video_point_cloud_fuses_its_frames_into_one_ply(tmp_path, synth_raw, pose_weights):
+    from tests.core.test_video_predict import encode
+
+    frames = sorted(next(synth_raw.glob("*/*_sync/image_02/data")).glob("*.png"))
+    clip = encode(frames, tmp_path / "drive.mp4")
+    result = run_md2("predict", str(clip), "--weights", str(pose_weights), "--point-cloud", "--voxel", "0.5",
+                     "--stride", "2", "--every", "2", "-v")
+    assert result.returncode == 0, result.stderr
+    header, vertices = read_ply(tmp_path / "drive.ply")
+    assert "comment md2 point cloud of drive.mp4: 4 frames fused with the pose network" in header
+    assert "comment units: metres (stereo model, depth x 5.4)" in header
+    assert 0 < len(vertices) <= 4 * 128 * 40
+    cells = np.floor(np.stack([vertices[c] for c in "xyz"], 1).astype(np.float64) / 0.5)
+    assert len(np.unique(cells, axis=0)) == len(vertices)  # one point per voxel
+    assert (tmp_path / "drive_cloud.png").is_file() and (tmp_path / "drive_disp.mp4").is_file()
+    assert "drive.ply" in result.stderr
+
+
+def test_video_point_cloud_without_a_pose_network_is_one_line(tmp_path, synth_raw, weights):
+    from tests.core.test_video_predict import encode
+
+    frames = sorted(next(synth_raw.glob("*/*_sync/image_02/data")).glob("*.png"))
+    clip = encode(frames[:3], tmp_path / "short.mp4")
+    result = run_md2("predict", str(clip), "--weights", str(weights), "--point-cloud")
+    assert result.returncode == 1 and "pose_encoder.pth" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "short_disp.mp4").exists()

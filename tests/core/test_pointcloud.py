@@ -181,3 +181,44 @@ def test_bad_intrinsics_are_usage_errors(intrinsics, fov):
     with pytest.raises(UsageError) as error:
         camera_choice(intrinsics, fov)
     assert "\n" not in str(error.value)
+
+
+# -- fusion -------------------------------------------------------------------------------------------------
+def test_fused_cloud_from_exact_poses_puts_a_static_point_seen_twice_within_a_voxel(synth_raw, tmp_path):
+    from md2.core.pointcloud.fuse import VoxelCloud, first_per_voxel, points_in_first_camera
+
+    voxel, near = 0.1, 12.0
+    camera = CameraChoice().resolve(SYNTH_RAW.width, SYNTH_RAW.height)
+    poses = drive_poses(**SYNTH_RAW_POSES, index=0)  # camera k -> the first camera
+    depth0, image0 = synth_frame(synth_raw, 0)
+    depth1, image1 = synth_frame(synth_raw, 1)
+    seen1, _ = points_in_first_camera(CameraPoints(depth1, image1, camera, max_depth=near), poses[1])
+    # where frame 0 sees the same surface: project into frame 0 and interpolate its exact inverse depth there
+    # (affine in u, v on a plane, so exact on the ground and the boxes' faces), away from depth edges
+    u = camera.fx * seen1[:, 0] / seen1[:, 2] + camera.cx
+    v = camera.fy * seen1[:, 1] / seen1[:, 2] + camera.cy
+    u0, v0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    inside = (u0 >= 0) & (u0 < SYNTH_RAW.width - 1) & (v0 >= 0) & (v0 < SYNTH_RAW.height - 1) & (seen1[:, 2] > 0)
+    u, v, u0, v0, seen1 = u[inside], v[inside], u0[inside], v0[inside], seen1[inside]
+    corners = np.stack([depth0[v0, u0], depth0[v0, u0 + 1], depth0[v0 + 1, u0], depth0[v0 + 1, u0 + 1]], 1)
+    fu, fv = u - u0, v - v0
+    inverse = ((1 - fu) * (1 - fv) / corners[:, 0] + fu * (1 - fv) / corners[:, 1] + (1 - fu) * fv / corners[:, 2]
+               + fu * fv / corners[:, 3])
+    z0 = 1 / inverse
+    seen0 = np.stack([(u - camera.cx) / camera.fx * z0, (v - camera.cy) / camera.fy * z0, z0], 1)
+    one_surface = corners.max(axis=1) < 1.2 * corners.min(axis=1)
+    visible = one_surface & (np.abs(z0 - seen1[:, 2]) < 0.05 * z0)  # not hidden behind something in frame 0
+    gap = np.linalg.norm(seen0 - seen1, axis=1)[visible]
+    assert visible.mean() > 0.6
+    assert np.mean(gap < 1e-4) > 0.9  # the same static point, to float precision (the rest: depth edges)
+    assert np.quantile(gap, 0.99) < voxel
+
+    cloud = VoxelCloud(voxel)
+    frames = [points_in_first_camera(CameraPoints(depth, image, camera, max_depth=near), pose)
+              for depth, image, pose in ((depth0, image0, poses[0]), (depth1, image1, poses[1]))]
+    first = cloud.add(*first_per_voxel(*frames[0], voxel))
+    alone = len(first_per_voxel(*frames[1], voxel)[0])
+    second = cloud.add(*first_per_voxel(*frames[1], voxel))
+    assert len(cloud) == first + second and second < 0.7 * alone  # most of frame 1's voxels were frame 0's
+    _, points = read_ply(write_ply(tmp_path / "fused.ply", len(cloud), cloud.chunks()))
+    assert len(np.unique(np.floor(xyz(points) / voxel), axis=0)) == len(points)  # one point per voxel

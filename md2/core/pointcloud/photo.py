@@ -34,6 +34,8 @@ class CloudOptions:
     depth_factor: float = 1.0
     units: str = "the network's units (no metric scale)"
     net_depth_range: tuple[float, float] = (0.1, 100.0)
+    pose_weights: Path | None = None
+    """Videos: the weights folder holding pose_encoder.pth and pose.pth."""
 
     def depth(self, disp: np.ndarray) -> np.ndarray:
         """(H, W) sigmoid disparity -> depth in the cloud's units, float32."""
