@@ -11,7 +11,7 @@ import torch
 from md2.core.checkpoint import load_pose_networks, require_pose_files
 from md2.core.geometry import transformation_from_parameters
 from md2.core.pointcloud.backproject import CameraPoints
-from md2.core.pointcloud.fuse import VoxelCloud, first_per_voxel, points_in_first_camera
+from md2.core.pointcloud.fuse import VoxelCloud, chain, first_per_voxel, points_in_first_camera
 from md2.core.pointcloud.photo import CloudOptions
 from md2.core.pointcloud.ply import write_ply
 from md2.core.pointcloud.render import render_cloud, view_for
@@ -53,7 +53,7 @@ class VideoFusion:
             axisangle, translation = self.decoder([self.encoder(torch.cat([self.previous, image], 1))])
             step = transformation_from_parameters(axisangle[:, 0], translation[:, 0])[0].double().cpu().numpy()
             step[:3, 3] *= self.options.depth_factor
-            self.to_first = self.to_first @ np.linalg.inv(step)
+            self.to_first = chain(self.to_first, step)
         self.previous = image
         return self.to_first.copy()
 

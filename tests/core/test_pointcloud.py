@@ -222,3 +222,14 @@ def test_fused_cloud_from_exact_poses_puts_a_static_point_seen_twice_within_a_vo
     assert len(cloud) == first + second and second < 0.7 * alone  # most of frame 1's voxels were frame 0's
     _, points = read_ply(write_ply(tmp_path / "fused.ply", len(cloud), cloud.chunks()))
     assert len(np.unique(np.floor(xyz(points) / voxel), axis=0)) == len(points)  # one point per voxel
+
+
+def test_chaining_evaluate_poses_relative_transforms_gives_each_camera_in_the_first():
+    from md2.core.evaluation.pose import gt_relative_poses
+    from md2.core.pointcloud.fuse import chain
+
+    poses = drive_poses(**SYNTH_RAW_POSES, index=1)
+    to_first = np.eye(4)
+    for frame, step in enumerate(gt_relative_poses(poses), start=1):
+        to_first = chain(to_first, step)
+        np.testing.assert_allclose(to_first, poses[frame], atol=1e-9)

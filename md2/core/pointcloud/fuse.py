@@ -31,6 +31,13 @@ def first_per_voxel(points: np.ndarray, colours: np.ndarray, size: float) -> tup
     return keys, points[inside][first], colours[inside][first]
 
 
+def chain(to_first: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The next camera to the first one's: ``to_first`` (4, 4) of the previous camera, ``step`` (4, 4) the relative
+    pose that maps the previous camera's points into the next one's (what the pose network predicts for a frame
+    pair, and what ``evaluate-pose`` scores): to_first @ inv(step)."""
+    return to_first @ np.linalg.inv(step)
+
+
 def points_in_first_camera(cloud: CameraPoints, to_first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A frame's points moved by ``to_first`` (4, 4), its camera to the first frame's: ((n, 3) float64 points,
     (n, 3) uint8 colours)."""
