@@ -11,7 +11,7 @@ from PIL import Image
 
 from md2.core.pointcloud.backproject import CameraPoints, depth_from_disparity
 from md2.core.pointcloud.intrinsics import CameraChoice, camera_choice, exif_focal_35mm
-from md2.core.pointcloud.photo import CloudOptions, write_cloud_files, write_photo_cloud
+from md2.core.pointcloud.photo import CloudOptions, write_photo_cloud
 from md2.core.pointcloud.ply import write_ply
 from md2.data.synth import drive_poses
 from md2.data.synth.scene import CAMERA_HEIGHT
