@@ -57,7 +57,7 @@ def intrinsics_summary(request: CloudRequest, images: list[Path], videos: list[P
 
     exif = sum(exif_focal_35mm(path) is not None for path in images)
     kitti = len(images) - exif + len(videos)
-    parts = ([f"{exif} from the EXIF 35 mm focal length"] if exif else []) + (
-        [f"{kitti} KITTI's, scaled to the picture (fx 0.58 W, fy 1.92 H; give --intrinsics or --fov)"]
+    parts = ([f"the EXIF 35 mm focal length for {exif}"] if exif else []) + (
+        [f"KITTI's scaled to the picture for {kitti} (fx 0.58 W, fy 1.92 H; give --intrinsics or --fov)"]
         if kitti else [])
-    return "point-cloud intrinsics: " + "; ".join(parts)
+    return "intrinsics: " + "; ".join(parts)

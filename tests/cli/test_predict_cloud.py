@@ -42,7 +42,7 @@ def test_point_cloud_writes_ply_and_picture_in_metres_for_a_stereo_model(tmp_pat
     with Image.open(tmp_path / "street_cloud.png") as picture:
         assert picture.format == "PNG"
     assert "point clouds in metres (stereo model" in result.stderr
-    assert "KITTI's, scaled to the picture" in result.stderr
+    assert "intrinsics: KITTI's scaled to the picture for 1" in result.stderr
 
 
 def test_point_cloud_of_an_exif_photo_uses_its_35mm_focal_length(tmp_path, weights):
@@ -56,7 +56,7 @@ def test_point_cloud_of_an_exif_photo_uses_its_35mm_focal_length(tmp_path, weigh
     header, vertices = read_ply(tmp_path / "exif.ply")
     assert any(line.startswith("comment intrinsics: fx 240.00, fy 240.00, cx 120.00, cy 80.00") for line in header)
     assert vertices["z"].max() <= 30.0
-    assert "1 from the EXIF 35 mm focal length" in result.stderr
+    assert "intrinsics: the EXIF 35 mm focal length for 1" in result.stderr
 
 
 def test_given_intrinsics_place_the_points(tmp_path, weights):
