@@ -87,7 +87,7 @@ def command(
                   "--start": start, "--end": end, "--overwrite": overwrite}
     if not videos and any(video_only.values()):
         raise UsageError(f"{', '.join(k for k, v in video_only.items() if v)} applies to videos, and no input is one")
-    from md2.cli.predict_cloud import cloud_request, intrinsics_summary
+    from md2.cli.predict_cloud import cloud_request, depth_outputs, intrinsics_summary
 
     cloud = cloud_request(point_cloud, intrinsics, fov, max_depth, stride, voxel)
     if weights is None:
@@ -100,23 +100,11 @@ def command(
         label = str(weights)
     with _prepared_ahead(images, weights) as ahead:  # while torch is imported and the model loaded
         from md2.core.exported import load_predictor
-        from md2.core.metric_scale import STEREO_SCALE_FACTOR, depth_scale
         from md2.core.predict import PredictOptions, default_batch_size
 
         predictor = load_predictor(weights, device=device, precision=precision)
-        stereo = bool(predictor.use_stereo) or "stereo" in label
-        scale = depth_scale(stereo, weights)
-        metric_scale = scale.factor if scale.metric else STEREO_SCALE_FACTOR  # the reference's x 5.4 otherwise
-        cloud_options = cloud.options(scale, (predictor.min_depth, predictor.max_depth), weights) if cloud else None
-        if cloud and videos:
-            from md2.core.video_cloud import check_pose_weights
-
-            check_pose_weights(weights)  # one line now, not after the photos
-        if pred_metric_depth and scale.metric and not stereo:
-            console.print(f"metric depth in {scale.units}", highlight=False)
-        if (pred_metric_depth or cloud) and not scale.metric or save_depth_png and not stereo:
-            console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
-                          "metric scale")
+        cloud_options, metric_scale = depth_outputs(predictor, label, weights, cloud, bool(videos), pred_metric_depth,
+                                                    save_depth_png, console)
         batch_size = batch_size or default_batch_size(predictor)
         if verbose:
             console.print(f"{_count(images, videos)}; model {escape(label)} from "

@@ -49,6 +49,28 @@ def cloud_request(point_cloud: bool, intrinsics: str | None, fov: float | None, 
     return CloudRequest(intrinsics, fov, max_depth, stride, voxel)
 
 
+def depth_outputs(predictor, label: str, weights: Path, cloud: CloudRequest | None, videos: bool,
+                  pred_metric_depth: bool, save_depth_png: bool, console):
+    """Once the model is loaded: (CloudOptions or None, --pred-metric-depth's factor), the lines saying the depth's
+    scale, and a CheckpointError now if a video's cloud has no pose network to use."""
+    from md2.core.metric_scale import STEREO_SCALE_FACTOR, depth_scale
+
+    stereo = bool(predictor.use_stereo) or "stereo" in label
+    scale = depth_scale(stereo, weights)
+    metric_scale = scale.factor if scale.metric else STEREO_SCALE_FACTOR  # the reference's x 5.4 otherwise
+    options = cloud.options(scale, (predictor.min_depth, predictor.max_depth), weights) if cloud else None
+    if cloud and videos:
+        from md2.core.video_cloud import check_pose_weights
+
+        check_pose_weights(weights)  # one line now, not after the photos
+    if pred_metric_depth and scale.metric and not stereo:
+        console.print(f"metric depth in {scale.units}", highlight=False)
+    if (pred_metric_depth or cloud) and not scale.metric or save_depth_png and not stereo:
+        console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
+                      "metric scale")
+    return options, metric_scale
+
+
 def intrinsics_summary(request: CloudRequest, images: list[Path], videos: list[Path]) -> str | None:
     """The line saying where the clouds' intrinsics come from when neither --intrinsics nor --fov is given."""
     if request.intrinsics is not None or request.fov is not None:
