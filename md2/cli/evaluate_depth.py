@@ -69,6 +69,9 @@ def command(
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write metrics, scaling ratios and settings to this JSON file.",
         rich_help_panel=_OUT)] = None,
+    save_scale: Annotated[bool, typer.Option(
+        "--save-scale", help="Mono: store the ratios' median in the weights folder, for md2 predict's metres.",
+        rich_help_panel=_OUT)] = False,
     num_layers: Annotated[Optional[int], typer.Option(
         help="ResNet depth (default: read from the checkpoint).", rich_help_panel=_MODEL)] = None,
     min_depth: Annotated[float, typer.Option(callback=finite, help="disp_to_depth's minimum depth.",
@@ -116,9 +119,11 @@ def command(
         check_settings(_with_folder(settings, Path(model)))  # usage errors before a download
         from md2.core import zoo
 
+        _check_save_scale(save_scale, _with_folder(settings, Path(model)))
         settings = _with_folder(settings, zoo.fetch_model(model, progress=not quiet))
         if eval_out_dir is None:  # not into the model cache
             settings = replace(settings, eval_out_dir=Path("."))
+    _check_save_scale(save_scale, settings)
     if verbose:  # resolved: the model's name and folder, the device that runs it
         from md2.core.inference import resolve_device
 
@@ -127,9 +132,30 @@ def command(
     with progress_stages(console) as progress:
         result = run_depth_evaluation(settings, progress)
     _print_results(result, console)
+    if save_scale and result.scores is not None and result.scores.ratios is not None:
+        from md2.core.metric_scale import save_scale as store
+
+        scores = result.scores
+        path = store(settings.load_weights_folder, scores.ratio_median, settings.eval_split, scores.num_images,
+                     scores.ratio_std)
+        console.print(f"-> median scale {scores.ratio_median:.4f} saved to {escape(str(path))}: md2 predict "
+                      "--pred-metric-depth and --point-cloud give metres with it", highlight=False)
     if json_path is not None:
         written = write_json(json_path, NAME, _json_results(result, model), settings.as_dict())
         console.print(f"results written to {written}")
+
+
+def _check_save_scale(save_scale: bool, settings) -> None:
+    """--save-scale needs the mono median scaling of a model's predictions on a split with ground truth."""
+    if not save_scale:
+        return
+    if not settings.median_scaling:
+        raise UsageError("--save-scale stores the median-scaling ratios' median: give --eval-mono, without "
+                         "--disable-median-scaling")
+    if settings.ext_disp_to_eval is not None or settings.load_weights_folder is None:
+        raise UsageError("--save-scale stores the scale in a weights folder: give --load-weights-folder or --model")
+    if settings.no_eval or settings.eval_split == "benchmark":
+        raise UsageError("--save-scale needs the scores: not with --no-eval or --eval-split benchmark")
 
 
 def _workers(requested: int | None) -> int:

@@ -22,7 +22,8 @@ EPILOG = (
     "Examples:  md2 predict photo.jpg  |  md2 predict frames/ --ext png --batch-size 8  |  "
     "md2 predict 'shots/*.jpg' --model mono_1024x320 --output-dir out  |  "
     "md2 predict photo.jpg --weights ~/tmp/mono_model/models/weights_19 --save-depth-png  |  "
-    "md2 predict clip.mp4 --side-by-side  |  md2 predict videos/ --ext mp4 --every 2 --start 10 --end 20s"
+    "md2 predict clip.mp4 --side-by-side  |  md2 predict videos/ --ext mp4 --every 2 --start 10 --end 20s  |  "
+    "md2 predict photo.jpg --point-cloud --stride 2 --fov 70"
 )
 
 
@@ -61,6 +62,15 @@ def command(
         help="Videos: first frame, in seconds (12.5 or 12.5s) or as a frame number (300f).")] = None,
     end: Annotated[Optional[str], typer.Option(help="Videos: stop before this time or frame (as --start).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Videos: replace an existing STEM_disp.mp4.")] = False,
+    point_cloud: Annotated[bool, typer.Option(
+        help="Also NAME.ply and its view NAME_cloud.png (a video: one fused STEM.ply).")] = False,
+    intrinsics: Annotated[Optional[str], typer.Option(
+        metavar="FX,FY,CX,CY", help="Point cloud: the camera's intrinsics in the picture's pixels.")] = None,
+    fov: Annotated[Optional[float], typer.Option(
+        help="Point cloud: horizontal field of view, degrees (default: EXIF, else KITTI's).")] = None,
+    max_depth: Annotated[Optional[float], typer.Option(help="Point cloud: drop points farther than this.")] = None,
+    stride: Annotated[int, typer.Option(min=1, help="Point cloud: every N-th pixel of every N-th row.")] = 1,
+    voxel: Annotated[float, typer.Option(help="Point cloud of a video: voxel size of the fused cloud.")] = 0.1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Also the weights folder, resolution and device, and one line per image.")] = False,
@@ -84,6 +94,9 @@ def command(
                   "--start": start, "--end": end, "--overwrite": overwrite}
     if not videos and any(video_only.values()):
         raise UsageError(f"{', '.join(k for k, v in video_only.items() if v)} applies to videos, and no input is one")
+    from md2.cli.predict_cloud import cloud_request, depth_outputs, intrinsics_summary
+
+    cloud = cloud_request(point_cloud, intrinsics, fov, max_depth, stride, voxel)
     if weights is None:
         from md2.core import zoo
 
@@ -99,9 +112,8 @@ def command(
         predictor = load_predictor(weights, device=device, precision=precision, engine=engine,
                                    note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"),
                                    status=lambda text: console.status(escape(text)))  # transient, terminals only
-        if (pred_metric_depth or save_depth_png) and not (predictor.use_stereo or "stereo" in label):
-            console.print("[yellow]warning:[/yellow] this model was not trained with stereo, so its depth has no "
-                          "metric scale")
+        cloud_options, metric_scale = depth_outputs(predictor, label, weights, cloud, bool(videos), pred_metric_depth,
+                                                    save_depth_png, console)
         batch_size = batch_size or default_batch_size(predictor)
         if verbose:
             console.print(f"{_count(images, videos)}; model {escape(label)} from "
@@ -109,13 +121,14 @@ def command(
                           f"{predictor.precision} with {predictor.engine}; batch size {batch_size}")
         failed = []
         if images:
-            options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size)
+            options = PredictOptions(output_dir, pred_metric_depth, save_depth_png, batch_size, cloud_options,
+                                     metric_scale)
             failed += _images(predictor, images, options, console, quiet, verbose, ahead)
         if videos:
             from md2.core.video_predict import VideoOptions
 
             options = VideoOptions(output_dir, side_by_side, save_frames, pred_metric_depth, save_depth_png,
-                                   FrameRange(start, end, every), overwrite, batch_size)
+                                   FrameRange(start, end, every), overwrite, batch_size, cloud_options)
             failed += _videos(predictor, videos, options, console, quiet, verbose)
     if len(paths) == 1 and failed:  # nothing else to report: the reason is the one line
         raise DataError(failed[0])
@@ -124,6 +137,10 @@ def command(
     where = output_dir if output_dir is not None else "the inputs' folders"
     console.print(f"{len(paths) - len(failed)} of {_count(images, videos)} with {label} on {predictor.device}; "
                   f"outputs in {where}", highlight=False)
+    if cloud_options is not None:
+        summary = intrinsics_summary(cloud, images, videos)
+        console.print(f"point clouds in {cloud_options.units}" + (f"; {summary}" if summary else ""),
+                      highlight=False)
     if failed:
         raise typer.Exit(1)
 
@@ -196,8 +213,9 @@ def _videos(predictor, paths: list[Path], options, console, quiet: bool, verbose
         seconds = time.perf_counter() - began
         rate = f" at {report.frames / seconds:.1f} frames/s" if seconds > 0 and report.frames else ""
         saved = f", per-frame files in {escape(str(report.frames_folder))}" if report.frames_folder else ""
+        cloud = f", point cloud {escape(str(report.cloud[0]))}" if report.cloud else ""
         console.print(f"{escape(path.name)} -> {escape(str(report.video))}: {report.frames} frames written{rate}"
-                      f"{saved}", highlight=False)
+                      f"{saved}{cloud}", highlight=False)
     return failed
 
 

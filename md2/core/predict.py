@@ -15,6 +15,7 @@ from PIL import Image
 from md2.core.depth_arrays import STEREO_SCALE_FACTOR, images_from_pixels
 from md2.core.pictures import Prepared, PreparedAhead, network_pixels, prepare_image, read_rgb
 from md2.core.pipeline import Stages, run_pipeline
+from md2.core.pointcloud.photo import CloudOptions, write_photo_cloud
 from md2.core.visualize import colorized_image
 from md2.errors import DataError
 from md2.files import atomic_path, make_folder
@@ -43,6 +44,10 @@ class PredictOptions:
     pred_metric_depth: bool = False
     save_depth_png: bool = False
     batch_size: int = 1
+    cloud: CloudOptions | None = None
+    """--point-cloud: NAME.ply and NAME_cloud.png too."""
+    metric_scale: float = STEREO_SCALE_FACTOR
+    """--pred-metric-depth's factor: 5.4, or a mono model's saved median scale (md2.core.metric_scale)."""
 
 
 @dataclass
@@ -101,12 +106,13 @@ class ImageArrays:
 
 
 def image_arrays(predictor: Predictor, disp, original: tuple[int, int], metric_depth: bool,
-                 depth_png: bool) -> ImageArrays:
+                 depth_png: bool, metric_scale: float = STEREO_SCALE_FACTOR) -> ImageArrays:
     """``disp`` (1, 1, h, w), a tensor or an array as the predictor gives it -> what an image's files hold (as
     the reference: the .npy at the network's resolution, the pictures at the original size). The predictor's
-    own operations: torch's on tensors, md2.core.depth_arrays' on arrays."""
+    own operations: torch's on tensors, md2.core.depth_arrays' on arrays. ``metric_scale``: --pred-metric-depth's
+    factor (5.4, or a mono model's saved median scale)."""
     if metric_depth:
-        npy = STEREO_SCALE_FACTOR * predictor.depth(disp)
+        npy = metric_scale * predictor.depth(disp)
     else:
         npy = predictor.scaled_disparity(disp)
     disp_full = predictor.upsample(disp, *original)
@@ -134,7 +140,8 @@ def _output_stem(path: Path, options: PredictOptions) -> Path:
 
 
 def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> list[Path]:
-    """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, and STEM_depth.png."""
+    """Write one image's files: STEM_disp.npy (or STEM_depth.npy), STEM_disp.jpeg, STEM_depth.png, and
+    STEM.ply with STEM_cloud.png."""
     stem = _output_stem(path, options)
     make_folder(stem.parent)  # --output-dir appears with its first output, not before
     written = [write_npy(stem, arrays.npy, options.pred_metric_depth)]
@@ -146,6 +153,8 @@ def save_outputs(path: Path, arrays: ImageArrays, options: PredictOptions) -> li
     written.append(picture)
     if arrays.depth_full is not None:
         written.append(write_depth_png(stem, arrays.depth_full))
+    if options.cloud is not None:
+        written += write_photo_cloud(stem, path, arrays.disp_full, options.cloud)
     return written
 
 
@@ -197,7 +206,8 @@ def predict_images(predictor: Predictor, paths: list[Path], options: PredictOpti
             on_image(path)
 
     def arrays_of(ready: Prepared, disp) -> ImageArrays:
-        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png)
+        return image_arrays(predictor, disp, ready.original, options.pred_metric_depth, options.save_depth_png,
+                            options.metric_scale)
 
     in_workers = getattr(predictor, "arrays", False)  # NumPy only: upsampling and depth beside the network
 

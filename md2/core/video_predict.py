@@ -20,6 +20,7 @@ from PIL import Image
 
 from md2.core.pictures import Prepared, network_pixels
 from md2.core.pipeline import Stages, run_pipeline
+from md2.core.pointcloud.photo import CloudOptions
 from md2.core.predict import (PIPELINE_WORKERS, ImageArrays, as_array, batch_disparity, image_arrays, is_finite,
                               write_depth_png, write_npy)
 from md2.core.visualize import colorize_disparity, percentile
@@ -46,6 +47,8 @@ class VideoOptions:
     frames: FrameRange = FrameRange()
     overwrite: bool = False
     batch_size: int = 1
+    cloud: CloudOptions | None = None
+    """--point-cloud: one fused STEM.ply (md2.core.video_cloud)."""
 
 
 @dataclass
@@ -57,6 +60,8 @@ class VideoReport:
     frames: int
     expected: int | None
     interrupted: bool = False
+    cloud: list[Path] = field(default_factory=list)
+    """STEM.ply and STEM_cloud.png with --point-cloud."""
 
 
 @dataclass
@@ -68,6 +73,8 @@ class Frame:
     """(H, W, 3) uint8, as decoded."""
     scale: tuple[float, float] = field(default=(0.0, 1.0))
     """(vmin, vmax) of the colour map, set in frame order."""
+    to_first: np.ndarray | None = None
+    """--point-cloud: (4, 4) this camera to the first frame's, set in frame order."""
 
 
 class RunningScale:
@@ -108,10 +115,11 @@ def predict_video(predictor: Predictor, path: Path, options: VideoOptions,
         folder = target.parent / f"{path.stem}_frames" if options.save_frames or options.save_depth_png else None
         step = reader.selection(options.frames)[2]
         height = reader.height * (2 if options.side_by_side else 1)
+        fusion = _fusion(predictor, options, reader.width, reader.height)
         writer = VideoWriter(target, reader.fps / step, reader.width, height)
         interrupted = False
         try:
-            _run(predictor, reader, options, folder, writer, on_frame, workers)
+            _run(predictor, reader, options, folder, writer, on_frame, workers, fusion)
         except KeyboardInterrupt:
             interrupted = True
         except BaseException:
@@ -122,9 +130,19 @@ def predict_video(predictor: Predictor, path: Path, options: VideoOptions,
         if closed is None and not interrupted:
             raise DataError(f"{path} has no frames" + (" in the range asked" if options.frames != FrameRange()
                                                        else ""))
+    cloud = fusion.write(target.parent / path.stem, path) if fusion is not None and fusion.frames else []
     if interrupted:
-        raise VideoInterrupted(VideoReport(target, folder, written, expected, interrupted=True))
-    return VideoReport(target, folder, written, expected)
+        raise VideoInterrupted(VideoReport(target, folder, written, expected, interrupted=True, cloud=cloud))
+    return VideoReport(target, folder, written, expected, cloud=cloud)
+
+
+def _fusion(predictor: Predictor, options: VideoOptions, width: int, height: int):
+    """The fused point cloud's state with --point-cloud (the pose network loaded), else None."""
+    if options.cloud is None:
+        return None
+    from md2.core.video_cloud import VideoFusion
+
+    return VideoFusion(options.cloud, options.cloud.pose_weights, predictor.device, width, height)
 
 
 class VideoInterrupted(KeyboardInterrupt):
@@ -137,7 +155,7 @@ class VideoInterrupted(KeyboardInterrupt):
 
 
 def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folder: Path | None,
-         writer: VideoWriter, on_frame: Callable[[int], None] | None, workers: int) -> None:
+         writer: VideoWriter, on_frame: Callable[[int], None] | None, workers: int, fusion=None) -> None:
     scale = RunningScale()
 
     def prepare(frame: Frame) -> Prepared:
@@ -154,9 +172,11 @@ def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folde
             raise DataError(f"the prediction for frame {frame.number} of {reader.path} is not finite (NaN or "
                             "infinite disparities; are the weights corrupt?): no video written")
         frame.scale = scale.update(as_array(disp[0, 0]))  # in frame order
+        if fusion is not None:
+            frame.to_first = fusion.pose(ready.pixels)
         return disp if in_workers else arrays_of(ready, disp)
 
-    def finish(frame: Frame, ready: Prepared, payload) -> np.ndarray:
+    def finish(frame: Frame, ready: Prepared, payload) -> tuple[np.ndarray, object]:
         arrays = arrays_of(ready, payload) if in_workers else payload
         picture = colorize_disparity(arrays.disp_full, vmin=frame.scale[0], vmax=frame.scale[1])
         if folder is not None:
@@ -166,11 +186,15 @@ def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folde
                 write_npy(stem, arrays.npy, options.pred_metric_depth)
             if arrays.depth_full is not None:
                 write_depth_png(stem, arrays.depth_full)
-        return np.concatenate([frame.rgb, picture], axis=0) if options.side_by_side else picture
+        part = fusion.frame_points(arrays.disp_full, frame.rgb, frame.to_first) if fusion is not None else None
+        return (np.concatenate([frame.rgb, picture], axis=0) if options.side_by_side else picture), part
 
-    def done(frame: Frame, picture: np.ndarray | DataError) -> None:
-        if isinstance(picture, DataError):
-            raise picture
+    def done(frame: Frame, outcome: tuple[np.ndarray, object] | DataError) -> None:
+        if isinstance(outcome, DataError):
+            raise outcome
+        picture, part = outcome
+        if part is not None:
+            fusion.add(part)  # in frame order; the frame's points are not kept
         writer.write(picture)
         if on_frame is not None:
             on_frame(frame.number)

@@ -154,6 +154,14 @@ def _depth_only(w: World, tmp: Path) -> Path:
     return folder
 
 
+def _with_scale(w: World, tmp: Path, content: str) -> Path:
+    """TMP/scaled: the ResNet-18 model with ``content`` as its saved scale (md2_scale.json)."""
+    folder = tmp / "scaled"
+    shutil.copytree(w.resnet18, folder)
+    (folder / "md2_scale.json").write_text(content)
+    return folder
+
+
 def _plain_onnx() -> bytes:
     """A valid ONNX model (one Identity node) that md2 export did not write: no md2 metadata."""
     import onnx
@@ -342,6 +350,21 @@ BAD_INPUTS = [
     Row("predict/video-output-exists", 1, lambda w, t: [
         "predict", _clip(t), "--weights", w.resnet18, "--output-dir", _write(t / "out" / "clip_disp.mp4", b"old").parent],
         "--overwrite"),
+    Row("predict/point-cloud-fov-zero", 2, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18, "--point-cloud", "--fov", "0"], "--fov",
+        _DISP_OUT + ("photo.ply",)),
+    Row("predict/point-cloud-intrinsics-nan", 2, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18, "--point-cloud", "--intrinsics", "nan,70,48,16"],
+        "--intrinsics", _DISP_OUT + ("photo.ply",)),
+    Row("predict/point-cloud-negative-focal-length", 2, lambda w, t: [
+        "predict", _photo(t), "--weights", w.resnet18, "--point-cloud", "--intrinsics", "-70,70,48,16"],
+        "focal lengths", _DISP_OUT + ("photo.ply",)),
+    Row("predict/point-cloud-corrupt-saved-scale", 1, lambda w, t: [
+        "predict", _photo(t), "--weights", _with_scale(w, t, "{not json"), "--point-cloud"], "md2_scale.json",
+        _DISP_OUT + ("photo.ply",)),
+    Row("predict/video-point-cloud-without-pose-network", 1, lambda w, t: [
+        "predict", _clip(t), "--weights", _depth_only(w, t), "--point-cloud"], "pose_encoder.pth",
+        ("clip_disp.mp4", "clip.ply")),
     # -- export --------------------------------------------------------------------------------------------
     Row("export/model-and-weights", 2, lambda w, t: [
         "export", "--model", "mono_640x192", "--weights", w.resnet18, "--output", "m.onnx"], "not both", ("m.onnx",)),
