@@ -26,8 +26,8 @@ DEPTH_GFLOP_640x192 = 16.0
 """Cost of one depth-network forward pass (ResNet-18 encoder + decoder) at 640x192, from issue 6."""
 
 
-def median_seconds(run: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``run()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+def timed_runs(run: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall times of ``run()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         run()
     times = []
@@ -35,7 +35,12 @@ def median_seconds(run: Callable[[], object], repeats: int = 5, warmup: int = 1)
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(run: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``run()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+    return statistics.median(timed_runs(run, repeats, warmup))
 
 
 def rate(items: int, seconds: float) -> float:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import emit, machine, rate
+from benchmarks.common import emit, machine, rate, timed_runs
 from benchmarks.inference import _random_modules
 from md2.core.checkpoint import save_weights_folder
 from md2.core.evaluation.datasets import depth_test_dataset
@@ -27,16 +26,6 @@ from md2.core.evaluation.depth import predict_disparities
 from md2.core.inference import DepthPredictor
 from md2.data.sample import collate_samples
 from md2.data.synth import SynthOptions, generate_dataset
-
-
-def best_seconds(run, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -64,8 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "onnxruntime": onnx_predictor(weights, "cpu")}
         results = {}
         for name, predictor in predictors.items():
-            seconds = best_seconds(lambda: predict_disparities(predictor, dataset, args.batch_size, 0,
-                                                               collate_fn=collate_samples), args.repeats)
+            seconds = min(timed_runs(lambda: predict_disparities(predictor, dataset, args.batch_size, 0,
+                                                                 collate_fn=collate_samples), args.repeats))
             results[name] = {**engine_of(predictor), "images_per_s": rate(len(dataset), seconds)}
     results["speedup"] = round(results["onnxruntime"]["images_per_s"] / results["torch"]["images_per_s"], 3)
     return emit({"machine": machine(), "frames": args.frames, "batch_size": args.batch_size,
