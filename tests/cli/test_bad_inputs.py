@@ -453,13 +453,14 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
     return seen
 
 
-def run_md2_in(cwd: Path, home: Path, *args) -> subprocess.CompletedProcess:
+def run_md2_in(cwd: Path, home: Path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
     """The installed ``md2`` console script in a process of its own (tests/md2_process.py: forked from a process
-    that imported torch once, as tests/cli/test_app.py's run_md2), from ``cwd``, offline, one thread."""
-    env = {**os.environ, "COLUMNS": "200", "MD2_HOME": str(home), "MD2_ZOO_URL": OFFLINE,
-           "MD2_SPLITS_URL": OFFLINE, "OMP_NUM_THREADS": "1"}
-    env.pop("MD2_DEBUG", None)
-    return md2_process.run(args, cwd=cwd, env=env, timeout=120)
+    that imported torch once, as tests/cli/test_app.py's run_md2), from ``cwd``, offline, one thread; ``env`` on
+    top of that environment."""
+    environment = {**os.environ, "COLUMNS": "200", "MD2_HOME": str(home), "MD2_ZOO_URL": OFFLINE,
+                   "MD2_SPLITS_URL": OFFLINE, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment.pop("MD2_DEBUG", None)
+    return md2_process.run(args, cwd=cwd, env=environment, timeout=120)
 
 
 @dataclass
@@ -472,26 +473,31 @@ class Outcome:
     folder: Path
 
 
-@pytest.fixture(scope="module")
-def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
-    """Every row run once, three md2 processes at a time. The shared fixtures are snapshotted around the whole
-    table; each row's own folder around its run."""
+def run_table(rows: list, world: World, tmp_path_factory, workers: int) -> dict[str, Outcome | BaseException]:
+    """Every row run once, ``workers`` md2 processes at a time, each in a folder of its own (with the row's ``env``
+    when it has one). The shared fixtures are snapshotted around the whole table; each row's folder around its
+    run. A row whose build fails (or skips: its data absent) holds that exception, raised by the row's own test."""
     shared_before = snapshot(world.data, world.splits, world.home, world.resnet18)
 
-    def run(row: Row) -> Outcome | BaseException:
+    def run(row) -> Outcome | BaseException:
         try:
             folder = tmp_path_factory.mktemp(row.id.replace("/", "-"))
             args = row.build(world, folder)
             before = snapshot(folder)
-            result = run_md2_in(folder, world.home, *args)
+            result = run_md2_in(folder, world.home, *args, env=getattr(row, "env", None))
             return Outcome(result, before, snapshot(folder), folder)
-        except Exception as error:  # noqa: BLE001 - reported by the row's own test
+        except BaseException as error:  # noqa: BLE001 -- reported (or skipped) by the row's own test
             return error
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        done = dict(zip((row.id for row in BAD_INPUTS), pool.map(run, BAD_INPUTS)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = dict(zip((row.id for row in rows), pool.map(run, rows)))
     done["shared fixtures"] = (shared_before, snapshot(world.data, world.splits, world.home, world.resnet18))
     return done
+
+
+@pytest.fixture(scope="module")
+def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
+    return run_table(BAD_INPUTS, world, tmp_path_factory, workers=3)
 
 
 @pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])

@@ -13,10 +13,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +29,14 @@ from tests.cli.test_bad_inputs import (  # noqa: F401 -- world is a fixture used
     World,
     _clip,
     _photo,
-    _split,
+    Outcome,
     _write,
-    snapshot,
+    run_md2_in,
+    run_table,
     world,
 )
 from tests.conftest import SHARED
 from tests.hostile_files import bomb_png, write_png16
-from tests import md2_process
 
 CAMERA = f"{DRIVE}/image_02/data"
 REAL_CAMERA = "2011_09_26/2011_09_26_drive_0060_sync/image_02/data"
@@ -268,41 +266,9 @@ HOSTILE = [
 ]
 
 
-def run_md2_in(cwd: Path, home: Path, env: dict, *args) -> subprocess.CompletedProcess:
-    """As test_bad_inputs.run_md2_in, with the row's environment on top."""
-    environment = {**os.environ, "COLUMNS": "200", "MD2_HOME": str(home), "MD2_ZOO_URL": OFFLINE,
-                   "MD2_SPLITS_URL": OFFLINE, "OMP_NUM_THREADS": "1", **env}
-    environment.pop("MD2_DEBUG", None)
-    return md2_process.run(args, cwd=cwd, env=environment, timeout=120)
-
-
-@dataclass
-class Outcome:
-    result: subprocess.CompletedProcess
-    before: dict[str, tuple]
-    after: dict[str, tuple]
-    folder: Path
-
-
 @pytest.fixture(scope="module")
 def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
-    """Every row run once, two md2 processes at a time; a row's build may skip (its data absent)."""
-    shared_before = snapshot(world.data, world.splits, world.home, world.resnet18)
-
-    def run(row: Row) -> Outcome | BaseException:
-        try:
-            folder = tmp_path_factory.mktemp(row.id.replace("/", "-"))
-            args = row.build(world, folder)
-            before = snapshot(folder)
-            result = run_md2_in(folder, world.home, row.env, *args)
-            return Outcome(result, before, snapshot(folder), folder)
-        except BaseException as error:  # noqa: BLE001 -- reported (or skipped) by the row's own test
-            return error
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip((row.id for row in HOSTILE), pool.map(run, HOSTILE)))
-    done["shared fixtures"] = (shared_before, snapshot(world.data, world.splits, world.home, world.resnet18))
-    return done
+    return run_table(HOSTILE, world, tmp_path_factory, workers=2)
 
 
 @pytest.mark.parametrize("row", HOSTILE, ids=[row.id for row in HOSTILE])
@@ -340,7 +306,7 @@ def test_a_bomb_in_a_folder_is_one_line_and_the_other_pictures_are_predicted(wor
     frames.mkdir()
     _photo(frames)
     _write(frames / "bomb.jpg", bomb_png())  # a PNG named .jpg: Pillow reads the header all the same
-    result = run_md2_in(tmp_path, world.home, {}, "predict", frames, "--weights", world.resnet18)
+    result = run_md2_in(tmp_path, world.home, "predict", frames, "--weights", world.resnet18)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and "bomb.jpg" in errors[0] and "decompression bomb" in errors[0], result.stderr
@@ -356,7 +322,7 @@ def test_convert_jpeg_follows_a_symlinked_camera_folder(synth_raw, tmp_path):
     shutil.move(root / CAMERA, elsewhere)
     (root / CAMERA).symlink_to(elsewhere, target_is_directory=True)
     count = len(list(elsewhere.glob("*.png")))
-    result = run_md2_in(tmp_path, tmp_path, {}, "convert-jpeg", root)
+    result = run_md2_in(tmp_path, tmp_path, "convert-jpeg", root)
     assert result.returncode == 0, result.stderr
     assert len(list(elsewhere.glob("*.jpg"))) == count and not list(elsewhere.glob("*.png"))
     converted = int(result.stderr.split(" images converted")[0].split()[-1])
@@ -373,7 +339,7 @@ def _negative_variance(encoder: dict, depth: dict) -> None:
 def test_a_prediction_that_is_not_finite_is_refused_and_nothing_is_written(world, tmp_path, what):
     weights = _weights_with(world, tmp_path, _negative_variance)
     source = _photo(tmp_path) if what == "photo" else _clip(tmp_path)
-    result = run_md2_in(tmp_path, world.home, {}, "predict", source, "--weights", weights)
+    result = run_md2_in(tmp_path, world.home, "predict", source, "--weights", weights)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(lines) == 1 and "is not finite (NaN or infinite disparities" in lines[0], result.stderr
