@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,10 @@ def test_an_output_folder_in_a_read_only_folder_is_a_data_error(tmp_path):
                 check(locked / "out")
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="Linux sysfs: a file system that refuses new folders")
+def test_an_output_folder_the_file_system_refuses_is_a_data_error_even_for_root(tmp_path):
+    # sysfs refuses mkdir to every user, root included: the read-only case above, where this suite runs as root.
+    with pytest.raises(DataError, match="cannot create folder /sys/md2-test/out: "):
+        make_folder(Path("/sys/md2-test/out"))
