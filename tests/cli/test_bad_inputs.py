@@ -500,9 +500,9 @@ def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
     return run_table(BAD_INPUTS, world, tmp_path_factory, workers=3)
 
 
-@pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_touches_nothing(row, outcomes):
-    outcome = outcomes[row.id]
+def assert_one_clear_line(row, outcome: Outcome | BaseException) -> None:
+    """A row's run: one ``error:`` line saying ``row.says`` (and not ``row.not_says`` where the row has one), no
+    traceback, ``row.code``, every file of its folder unchanged and ``row.absent`` not created."""
     if isinstance(outcome, BaseException):
         raise outcome
     result = outcome.result
@@ -511,10 +511,17 @@ def test_bad_input_is_one_clear_line_and_touches_nothing(row, outcomes):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     assert row.says in lines[0], lines[0]
+    not_says = getattr(row, "not_says", None)
+    assert not not_says or not_says not in lines[0], lines[0]
     assert result.returncode == row.code, lines[0]
     assert outcome.after == outcome.before, sorted(set(outcome.after.items()) ^ set(outcome.before.items()))
     for relative in row.absent:
         assert not (outcome.folder / relative).exists(), relative
+
+
+@pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_touches_nothing(row, outcomes):
+    assert_one_clear_line(row, outcomes[row.id])
 
 
 def test_no_row_touched_the_shared_fixtures(outcomes):

@@ -30,6 +30,7 @@ from tests.cli.test_bad_inputs import (  # noqa: F401 -- world is a fixture used
     _clip,
     _photo,
     Outcome,
+    assert_one_clear_line,
     _write,
     run_md2_in,
     run_table,
@@ -273,19 +274,7 @@ def outcomes(world, tmp_path_factory) -> dict[str, Outcome | BaseException]:
 
 @pytest.mark.parametrize("row", HOSTILE, ids=[row.id for row in HOSTILE])
 def test_hostile_input_is_one_clear_line_and_touches_nothing(row, outcomes):
-    outcome = outcomes[row.id]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    result = outcome.result
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert row.says in lines[0] and row.not_says not in lines[0], lines[0]
-    assert result.returncode == row.code, lines[0]
-    assert outcome.after == outcome.before, sorted(set(outcome.after.items()) ^ set(outcome.before.items()))
-    for relative in row.absent:
-        assert not (outcome.folder / relative).exists(), relative
+    assert_one_clear_line(row, outcomes[row.id])
 
 
 def test_no_hostile_row_touched_the_shared_fixtures(outcomes):
@@ -294,7 +283,7 @@ def test_no_hostile_row_touched_the_shared_fixtures(outcomes):
 
 
 def test_the_hostile_table_counts_by_category():
-    # The README's reliability figures quote these counts (docs/readme-24.md).
+    # The README's reliability figures (Training, Reliability) quote these counts.
     counts = Counter(row.category for row in HOSTILE)
     assert counts == {"data loss": 4, "resources": 3, "outputs": 4, "urls": 3, "non-finite": 13, "messages": 3}
     assert len({row.id for row in HOSTILE}) == len(HOSTILE)
