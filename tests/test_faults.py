@@ -190,23 +190,33 @@ def test_a_killed_loader_worker_stops_training_with_one_line_not_a_hang(drive, t
 
 
 # -- kill -9 and --resume through the executable ------------------------------------------------------
-def test_kill_9_while_saving_then_md2_train_resume_finishes(drive, tmp_path):
-    if drive.name.startswith("drive_jpg"):
-        pytest.skip("once is enough")
+def _signal_during_a_save(drive, tmp_path, signum: int, saving, stderr) -> tuple[subprocess.Popen, Path, str]:
+    """Two epochs of ``md2 train`` saving every step; ``signum`` sent once the state exists and ``saving(run)``
+    says a save is under way. Returns the ended process, the run folder and its stderr (when piped)."""
     run = tmp_path / "logs" / "run"
     process = md2_process.popen(train_args(drive, tmp_path / "logs", "--num-workers", "0", "--num-epochs", "2",
-                                           "--save-every-steps", "1"), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                           "--save-every-steps", "1"), stdout=subprocess.DEVNULL, stderr=stderr)
+    text = ""
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if (run / STATE_FILE).exists() and leftovers(run):  # the state is there and a save is under way
-                os.kill(process.pid, signal.SIGKILL)
+            if (run / STATE_FILE).exists() and saving(run):
+                os.kill(process.pid, signum)
                 break
-            time.sleep(0.002)
+            time.sleep(0.001)
+        if stderr == subprocess.PIPE:
+            text = process.communicate(timeout=60)[1].decode(errors="replace")
     finally:
         process.kill()
         process.wait()
+    return process, run, text
+
+
+def test_kill_9_while_saving_then_md2_train_resume_finishes(drive, tmp_path):
+    if drive.name.startswith("drive_jpg"):
+        pytest.skip("once is enough")
+    process, run, _ = _signal_during_a_save(drive, tmp_path, signal.SIGKILL, lambda run: bool(leftovers(run)),
+                                            subprocess.DEVNULL)  # a save is under way
     assert process.returncode == -signal.SIGKILL, "the run ended before a save could be interrupted"
     read_state(run)  # the state the kill left reads back (it raises otherwise), whichever save was cut
     resumed = md2("train", "--resume", str(run), "--num-workers", "0")
@@ -226,24 +236,11 @@ def test_ctrl_c_while_saving_is_interrupted_130_and_md2_train_resume_finishes(dr
     # inline_container.cc] unexpected pos": still an interruption, exit 130, no traceback.
     if drive.name.startswith("drive_jpg"):
         pytest.skip("once is enough")
-    run = tmp_path / "logs" / "run"
-    process = md2_process.popen(train_args(drive, tmp_path / "logs", "--num-workers", "0", "--num-epochs", "2",
-                                           "--save-every-steps", "1"), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            # The state is there and torch.save is writing a weights file of the next save.
-            if (run / STATE_FILE).exists() and any(folder.is_dir() and any(folder.glob("*.pth"))
-                                                   for folder in leftovers(run)):
-                os.kill(process.pid, signal.SIGINT)
-                break
-            time.sleep(0.001)
-        _, raw = process.communicate(timeout=60)
-        stderr = raw.decode(errors="replace")
-    finally:
-        process.kill()
-        process.wait()
+
+    def writing_weights(run: Path) -> bool:  # torch.save is writing a weights file of the next save
+        return any(folder.is_dir() and any(folder.glob("*.pth")) for folder in leftovers(run))
+
+    process, run, stderr = _signal_during_a_save(drive, tmp_path, signal.SIGINT, writing_weights, subprocess.PIPE)
     assert process.returncode == 130, stderr
     assert error_line(stderr) == "error: interrupted", stderr
     read_state(run)
