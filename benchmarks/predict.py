@@ -10,9 +10,12 @@ and against ``md2 predict --engine torch`` (md2's torch path, the default before
 (reference, md2, md2 torch, ...), each figure the best of ``--repeats`` after one untimed round (warm file cache,
 and the weights folder's ONNX export cached, in a cache of the run's own). (3) In process: ``predict_images``
 against the network alone (``predictor.disparity`` on ready inputs) at the same batch size, the engine's defaults,
-so the share says what the pipeline costs beyond the network. (4) ``predict_video`` on a 1242x375 mp4 of
-``--video-frames`` frames, in process: frames/s, also as a multiple of the reference loop's images/s on the folder.
-The JSON names the engine, its threads and the precision that ran.
+so the share says what the pipeline costs beyond the network; the network alone both ways md2 runs it (one pass on
+all cores, and the folder's lanes: passes at once, each on its share of the cores), the share of the faster; rounds
+interleaved, at least 5. (4) ``predict_video`` on a 1242x375 mp4 of ``--video-frames`` frames, in process:
+frames/s, also as a multiple of the reference loop's images/s on the folder. (5) The roofline: the machine's fp32
+matrix-multiply peak, the network's 16 GFLOP a picture at that peak plus a bare process start, so the largest
+folder speed-up any fp32 engine could show here. The JSON names the engine, its threads, lanes and precision.
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import emit, machine, median_seconds, rate
+from benchmarks.common import DEPTH_GFLOP_640x192, emit, machine, matmul_gflops, median_seconds, rate, timed_runs
 from benchmarks.inference import _random_modules, _street_photo
 from md2.core.checkpoint import save_weights_folder
 from md2.core.exported import load_predictor
 from md2.core.inference import fast_bf16
 from md2.core.pictures import collect_inputs
-from md2.core.predict import PredictOptions, default_batch_size, predict_images
+from md2.core.predict import PredictOptions, default_batch_size, lanes_of, predict_images
 
 SHARED_PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "images" / "test_image.jpg"
 TARGET = {"folder_speedup": 3.5, "one_photo_speedup": 5.0, "in_process_share_of_network": 0.9,
@@ -82,21 +86,75 @@ def commands(source: Path, weights: Path, out_ref: Path, out_md2: Path, ext: str
 
 
 def in_process(images: Path, weights: Path, out: Path, repeats: int, engine: str) -> dict:
-    """predict_images against the network alone, the engine's default precision and batch size."""
+    """predict_images against the network alone, the engine's default precision and batch size, rounds
+    interleaved (network, network in lanes, pipeline), each figure the best round. The network alone is
+    measured both ways the engine runs it: one pass on all cores (a lone photo), and ``lanes`` passes at once
+    (a folder, :func:`md2.core.predict.lanes_of`); the share is of the faster one."""
     predictor = load_predictor(weights, device="cpu", engine=engine)
     batch = default_batch_size(predictor)
     paths = collect_inputs([str(images)], "png")
+    runner, lanes = lanes_of(predictor, len(paths))
     if getattr(predictor, "arrays", False):
         network_input = np.random.default_rng(0).random((batch, 3, predictor.height, predictor.width),
                                                         dtype=np.float32)
     else:
         network_input = torch.rand(batch, 3, predictor.height, predictor.width)
-    network = median_seconds(lambda: predictor.disparity(network_input), repeats=repeats * 4, warmup=2)
+    passes = 4 * lanes
+
+    def one_pass() -> None:
+        for _ in range(passes):
+            predictor.disparity(network_input)
+
+    def in_lanes() -> None:
+        with ThreadPoolExecutor(lanes) as threads:
+            list(threads.map(lambda _: runner.disparity(network_input), range(passes)))
+
     options = PredictOptions(output_dir=out, batch_size=batch)
-    pipeline = median_seconds(lambda: predict_images(predictor, paths, options), repeats=repeats, warmup=1)
-    network_rate, pipeline_rate = rate(batch, network), rate(len(paths), pipeline)
-    return {**engine_of(predictor), "batch_size": batch, "network_images_per_s": network_rate,
-            "predict_images_per_s": pipeline_rate, "share_of_network": round(pipeline_rate / network_rate, 3)}
+    cases = {"network_one_pass": one_pass, "network_in_lanes": in_lanes,
+             "pipeline": lambda: predict_images(predictor, paths, options)}
+    best = _interleaved(cases, repeats)
+    rates = {"network_one_pass": rate(batch * passes, best["network_one_pass"]),
+             "network_in_lanes": rate(batch * passes, best["network_in_lanes"]),
+             "pipeline": rate(len(paths), best["pipeline"])}
+    network_rate = max(rates["network_one_pass"], rates["network_in_lanes"])
+    return {**engine_of(runner), "batch_size": batch, "lanes": lanes,
+            "network_one_pass_images_per_s": rates["network_one_pass"],
+            "network_in_lanes_images_per_s": rates["network_in_lanes"], "network_images_per_s": network_rate,
+            "predict_images_per_s": rates["pipeline"], "share_of_network": round(rates["pipeline"] / network_rate, 3)}
+
+
+def _interleaved(cases: dict, repeats: int) -> dict[str, float]:
+    """Each case once untimed, then ``repeats`` rounds of all of them in turn: the best seconds of each."""
+    for run in cases.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, run in cases.items():
+            times[name].append(timed_runs(run, 1, 0)[0])
+    return {name: min(values) for name, values in times.items()}
+
+
+def roofline(images: int, reference_s: float, network_rate: float) -> dict:
+    """The fastest the folder can run here: the start of a process that imports what decoding and the network
+    need, plus the pictures (1) at onnxruntime's measured network-alone rate, nothing else costing anything,
+    and (2) at the machine's fp32 matrix-multiply peak (every core; numpy's and torch's products, the better),
+    which no fp32 convolution exceeds; and so the largest folder speed-up over the reference each allows."""
+    peak = max(matmul_gflops(torch.float32), _numpy_sgemm_gflops())
+    start = min(whole_process([sys.executable, "-c", "import numpy, PIL.Image, onnxruntime"]) for _ in range(3))
+    at_network = start + images / network_rate
+    at_peak = start + images * DEPTH_GFLOP_640x192 / peak
+    return {"fp32_matmul_peak_gflops": peak, "network_gflop_per_image": DEPTH_GFLOP_640x192,
+            "network_floor_ms": round(1000 * DEPTH_GFLOP_640x192 / peak, 1), "process_start_floor_s": round(start, 3),
+            "folder_floor_at_network_rate_s": round(at_network, 3),
+            "folder_speedup_ceiling_at_network_rate": round(reference_s / at_network, 3),
+            "folder_floor_at_fp32_peak_s": round(at_peak, 3),
+            "folder_speedup_ceiling_at_fp32_peak": round(reference_s / at_peak, 3)}
+
+
+def _numpy_sgemm_gflops(size: int = 2048, repeats: int = 7) -> float:
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = min(timed_runs(lambda: a @ a, repeats, 1))
+    return round(2 * size**3 / best / 1e9, 1)
 
 
 def engine_of(predictor) -> dict:
@@ -123,7 +181,8 @@ def video_rate(folder: Path, weights: Path, frames: int, repeats: int, engine: s
     predictor = load_predictor(weights, device="cpu", engine=engine)
     options = VideoOptions(folder / "out", batch_size=default_batch_size(predictor), overwrite=True)
     seconds = median_seconds(lambda: predict_video(predictor, clip, options), repeats=repeats, warmup=1)
-    return {"frames": frames, "size": "1242x375", **engine_of(predictor), "batch_size": options.batch_size,
+    runner, lanes = lanes_of(predictor, frames)
+    return {"frames": frames, "size": "1242x375", **engine_of(runner), "lanes": lanes, "batch_size": options.batch_size,
             "frames_per_s": rate(frames, seconds)}
 
 
@@ -155,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   [out_ref, out_md2], args.repeats)
         photo_run = side_by_side(commands(photo, weights, out_ref, out_md2, photo.suffix[1:], args.engine),
                                  [out_ref, out_md2], args.repeats)
-        pipeline = in_process(images, weights, out_md2, args.repeats, args.engine)
+        pipeline = in_process(images, weights, out_md2, max(args.repeats, 5), args.engine)
         video = video_rate(root, weights, args.video_frames, args.repeats, args.engine)
         reference_rate = args.images / folder_run["reference_s"]  # includes its start-up, as the folder's md2
         video["speedup_vs_reference_folder_rate"] = round(video["frames_per_s"] / reference_rate, 3)
@@ -163,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(), "bf16_native": fast_bf16(torch.device("cpu")),
         "reference_colour_map": colour_mapper()[1],
         f"folder_{args.images}_png": folder_run, "one_photo": {"file": photo.name, **photo_run},
-        "engine_asked": args.engine, "in_process": pipeline, "video": video, "target": TARGET, "filer": FILER,
+        "engine_asked": args.engine, "in_process": pipeline, "video": video,
+        "roofline": roofline(args.images, folder_run["reference_s"], pipeline["network_images_per_s"]), "target": TARGET, "filer": FILER,
     }
     return emit(results, args.json)
 

@@ -59,14 +59,23 @@ def upsample(disp: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of (..., h, w) float32 to (..., height, width), torch's ``align_corners=False``.
 
     Horizontal interpolation first, then vertical, each ``a * w0 + b * w1`` in float32: the order of torch's
-    kernel, h0 * (w0 * p00 + w1 * p01) + h1 * (w0 * p10 + w1 * p11).
+    kernel, h0 * (w0 * p00 + w1 * p01) + h1 * (w0 * p10 + w1 * p11). Plane by plane into buffers made once
+    (``np.take(..., out=..., mode="clip")`` copies without a buffer of its own; the indices are in range).
     """
     disp = np.asarray(disp, dtype=_FLOAT)
     h, w = disp.shape[-2:]
     left, right, w_left, w_right = _axis_weights(w, width)
     top, bottom, w_top, w_bottom = _axis_weights(h, height)
-    rows = disp[..., left] * w_left
-    rows += disp[..., right] * w_right  # (..., h, width)
-    out = rows[..., top, :] * w_top[:, None]
-    out += rows[..., bottom, :] * w_bottom[:, None]
-    return out
+    w_top, w_bottom = w_top[:, None], w_bottom[:, None]
+    planes = disp.reshape(-1, h, w)
+    out = np.empty((len(planes), height, width), dtype=_FLOAT)
+    rows, part = np.empty((h, width), dtype=_FLOAT), np.empty((h, width), dtype=_FLOAT)
+    lower = np.empty((height, width), dtype=_FLOAT)
+    for plane, result in zip(planes, out):
+        np.multiply(np.take(plane, left, axis=1, out=rows, mode="clip"), w_left, out=rows)
+        np.multiply(np.take(plane, right, axis=1, out=part, mode="clip"), w_right, out=part)
+        rows += part  # (h, width)
+        np.multiply(np.take(rows, top, axis=0, out=result, mode="clip"), w_top, out=result)
+        np.multiply(np.take(rows, bottom, axis=0, out=lower, mode="clip"), w_bottom, out=lower)
+        result += lower
+    return out.reshape(*disp.shape[:-2], height, width)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from md2.core import depth_arrays
-from md2.core.engine import EngineUnavailable, Note, Status, cached_onnx, choose_engine, cuda_present
+from md2.core.engine import EngineUnavailable, Note, Status, cached_onnx, choose_engine, cpu_lanes, cuda_present
 from md2.core.export.metadata import TORCHSCRIPT_META_FILE, ExportMeta
 from md2.errors import CheckpointError, MD2Error, UsageError
 
@@ -61,11 +61,13 @@ class OnnxNetwork:
     there (no optimising again), and writes it (under a temporary name, then renamed) when it is not.
     """
 
-    def __init__(self, path: Path, device: str = "auto", optimized: Path | None = None) -> None:
+    def __init__(self, path: Path, device: str = "auto", optimized: Path | None = None,
+                 threads: int | None = None) -> None:
         ort = import_onnxruntime()
         providers, self.device = _onnx_providers(ort, device)
+        self.optimized = optimized if self.device == "cpu" else None
         try:
-            self.session = _session(ort, path, providers, optimized if self.device == "cpu" else None)
+            self.session = _session(ort, path, providers, self.optimized, threads)
         except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own classes for bad files
             unreadable = type(error).__name__ in ("InvalidProtobuf", "InvalidArgument", "NoSuchFile")
             what = ("not an ONNX file, or corrupt or truncated" if unreadable
@@ -73,6 +75,11 @@ class OnnxNetwork:
             raise CheckpointError(f"cannot read ONNX model {path}: {what} ({_reason(error)})") from None
         self.meta = ExportMeta.from_strings(dict(self.session.get_modelmeta().custom_metadata_map), path)
         self.path, self.runtime = path, f"onnxruntime {ort.__version__}"
+
+    def with_threads(self, threads: int) -> OnnxNetwork:
+        """The same file in a session of its own whose passes use ``threads`` CPU threads (several such passes
+        run at once, :func:`md2.core.engine.cpu_lanes`); started from the optimised graph kept by this one."""
+        return OnnxNetwork(self.path, self.device, self.optimized, threads)
 
     def run(self, arrays: list[np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Float32 arrays in the order of ``meta.inputs`` -> the ``outputs`` named (default all), as arrays."""
@@ -91,17 +98,16 @@ class OnnxNetwork:
         return [torch.from_numpy(array) for array in self.run(arrays, outputs)]
 
 
-def _session(ort, path: Path, providers: list, optimized: Path | None):
-    """An InferenceSession of ``path``; from (or saving) its optimised graph ``optimized`` when given."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors are raised as exceptions; no warnings on stderr
+def _session(ort, path: Path, providers: list, optimized: Path | None, threads: int | None = None):
+    """An InferenceSession of ``path``; from (or saving) its optimised graph ``optimized`` when given; its passes
+    on ``threads`` CPU threads (default: onnxruntime's, one per physical core)."""
+    options = _options(ort, threads)
     if optimized is not None and optimized.is_file():
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # optimised already
         try:
             return ort.InferenceSession(str(optimized), sess_options=options, providers=providers)
         except Exception:  # noqa: BLE001 -- a damaged or foreign optimised graph: made again from the file
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
+            options = _options(ort, threads)
     if optimized is None:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     temporary = optimized.with_name(f".{optimized.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -115,6 +121,14 @@ def _session(ort, path: Path, providers: list, optimized: Path | None):
         if temporary.exists():
             temporary.unlink(missing_ok=True)
     return session
+
+
+def _options(ort, threads: int | None):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors are raised as exceptions; no warnings on stderr
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
 
 
 def _onnx_providers(ort, device: str) -> tuple[list, str]:
@@ -207,6 +221,16 @@ class ExportedPredictor:
         self.channels_last = False  # the runtime takes plain NCHW arrays (md2.core.predict asks)
         self.arrays = isinstance(network, OnnxNetwork)
         self.engine = network.runtime
+
+    def in_lanes(self, pictures: int) -> tuple[ExportedPredictor, int]:
+        """(a predictor for ``pictures`` pictures through md2's pipeline, how many of its network passes run at
+        once): on onnxruntime on the CPU with two pictures or more, a session whose passes each take their
+        share of the cores (:func:`md2.core.engine.cpu_lanes`), else this predictor, one pass at a time. The
+        passes compute the same numbers whatever their threads (tested)."""
+        lanes, threads = cpu_lanes()
+        if not self.arrays or self.device != "cpu" or pictures < 2 or lanes < 2:
+            return self, 1
+        return ExportedPredictor(self.network.with_threads(threads)), lanes
 
     def disparity(self, images):
         """(B, 3, height, width) RGB in [0, 1] -> (B, 1, height, width) sigmoid disparity, float32 (an array for an

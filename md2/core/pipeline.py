@@ -1,8 +1,8 @@
 """The prediction pipeline: inputs prepared ahead of the network and finished behind it, in input order.
 
-    items --(feeder thread)--> prepare (worker threads) --> network, then after_network per item (caller's
-    thread, batches of consecutive items) --> finish (worker threads) --> on_done (caller's thread, strictly
-    in input order)
+    items --(feeder thread)--> prepare (worker threads) --> network (caller's thread, or ``lanes`` threads of
+    its own; batches of consecutive items) --> after_network per item (caller's thread, input order) -->
+    finish (worker threads) --> on_done (caller's thread, strictly in input order)
 
 Decoding, resizing, colour-mapping and encoding are Pillow, NumPy and OpenCV calls that release the GIL, so
 they overlap the network. Every torch operation stays in the caller's thread: torch run from another thread
@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +49,9 @@ class Stages(Generic[Item, Result]):
     after_network: Callable[[Item, Prepared, Any], Any] = lambda item, ready, disp: disp
     """Per item, in input order: its (1, 1, h, w) disparity -> what ``finish`` takes (the torch work: upsampling,
     depth; and what depends on the items before, such as a video's running colour scale)."""
+    lanes: int = 1
+    """Network passes running at once, each batch's in a thread of its own (a network that is safe to call from
+    several threads: an onnxruntime session); 1: in the caller's thread (torch)."""
 
 
 def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
@@ -65,14 +69,21 @@ def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
     done (in the video), never left behind without it.
     """
     ahead = ahead if ahead is not None else 2 * batch_size + 2
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="md2-predict") as pool:
+    lanes = max(1, stages.lanes)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="md2-predict") as pool, \
+            _lane_threads(lanes) as lane_threads:
         feeder = _Feeder(items, stages.prepare, pool, ahead)
+        running: deque[tuple[list, Future | None]] = deque()  # batches in the network, in input order
         finishing: deque[tuple[Item, Future | DataError]] = deque()
         try:
             for chunk in feeder.chunks(batch_size):
-                _run_batch(chunk, stages, pool, finishing)
+                running.append(_start_batch(chunk, stages, lane_threads))
+                if len(running) >= lanes:
+                    _end_batch(*running.popleft(), stages, pool, finishing)
                 while finishing and (len(finishing) > ahead or _settled(finishing[0][1])):
                     _report(finishing.popleft(), on_done)
+            while running:
+                _end_batch(*running.popleft(), stages, pool, finishing)
             while finishing:
                 _report(finishing.popleft(), on_done)
         except KeyboardInterrupt:
@@ -85,12 +96,42 @@ def run_pipeline(items: Iterable[Item], stages: Stages[Item, Result],
                     pending.cancel()
 
 
-def _run_batch(chunk: list[tuple[Item, Future]], stages: Stages, pool: ThreadPoolExecutor,
-               finishing: deque) -> None:
-    """Wait for the chunk's preparations (in order), run the network on the readable ones, queue finishing."""
+class _InCaller:
+    """A lane-less run: ``submit`` runs the network at once, in the caller's thread (torch's must stay there)."""
+
+    def submit(self, function: Callable, *args) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))  # an exception is raised here, in the caller's thread, as before lanes
+        return future
+
+
+@contextmanager
+def _lane_threads(lanes: int) -> Iterator[ThreadPoolExecutor | _InCaller]:
+    """The threads running network passes: none for one lane (the caller's), else ``lanes``; on the way out,
+    passes not started are cancelled and those running waited for (a pass cannot be stopped half-way)."""
+    if lanes == 1:
+        yield _InCaller()
+        return
+    threads = ThreadPoolExecutor(lanes, thread_name_prefix="md2-network")
+    try:
+        yield threads
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_batch(chunk: list[tuple[Item, Future]], stages: Stages,
+                 lane_threads: ThreadPoolExecutor | _InCaller) -> tuple[list, Future | None]:
+    """Wait for the chunk's preparations (in order) and start the network on the readable ones."""
     prepared = [(item, _outcome(future)) for item, future in chunk]
     good = [ready for _, ready in prepared if isinstance(ready, Prepared)]
-    disps = stages.network(np.stack([ready.pixels for ready in good])) if good else None
+    network = lane_threads.submit(stages.network, np.stack([ready.pixels for ready in good])) if good else None
+    return prepared, network
+
+
+def _end_batch(prepared: list, network: Future | None, stages: Stages, pool: ThreadPoolExecutor,
+               finishing: deque) -> None:
+    """The batch's disparities (waited for) through ``after_network``, in order; their finishing queued."""
+    disps = network.result() if network is not None else None
     index = 0
     for item, ready in prepared:
         if isinstance(ready, Prepared):

@@ -67,6 +67,13 @@ def default_batch_size(predictor: Predictor) -> int:
     return max(1, FAST_BATCH_PIXELS // (predictor.height * predictor.width))
 
 
+def lanes_of(predictor: Predictor, pictures: int) -> tuple[Predictor, int]:
+    """(the predictor whose network runs ``pictures`` pictures, network passes at once): several for
+    onnxruntime on the CPU (:meth:`md2.core.exported.ExportedPredictor.in_lanes`), one for torch."""
+    in_lanes = getattr(predictor, "in_lanes", None)
+    return in_lanes(pictures) if in_lanes is not None else (predictor, 1)
+
+
 def load_image(path: Path, width: int, height: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Read an RGB image and resize it to the network's size with LANCZOS (Pillow's old ANTIALIAS).
 
@@ -222,7 +229,8 @@ def predict_images(predictor: Predictor, paths: list[Path], options: PredictOpti
             return payload
         return save_outputs(path, arrays_of(ready, payload) if in_workers else payload, options)
 
-    stages = Stages(prepare, lambda pixels: batch_disparity(predictor, pixels), finish, after_network)
+    runner, lanes = lanes_of(predictor, len(paths))
+    stages = Stages(prepare, lambda pixels: batch_disparity(runner, pixels), finish, after_network, lanes)
     try:
         run_pipeline(paths, stages, done, batch_size=options.batch_size, workers=workers)
     finally:

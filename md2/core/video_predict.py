@@ -22,7 +22,7 @@ from md2.core.pictures import Prepared, network_pixels
 from md2.core.pipeline import Stages, run_pipeline
 from md2.core.pointcloud.photo import CloudOptions
 from md2.core.predict import (PIPELINE_WORKERS, ImageArrays, as_array, batch_disparity, image_arrays, is_finite,
-                              write_depth_png, write_npy)
+                              lanes_of, write_depth_png, write_npy)
 from md2.core.visualize import colorize_disparity, percentile
 from md2.data.video_io import FrameRange, VideoReader, VideoWriter
 from md2.errors import DataError
@@ -200,5 +200,6 @@ def _run(predictor: Predictor, reader: VideoReader, options: VideoOptions, folde
             on_frame(frame.number)
 
     frames = (Frame(number, rgb) for number, rgb in reader.frames(options.frames))
-    stages = Stages(prepare, lambda pixels: batch_disparity(predictor, pixels), finish, after_network)
+    runner, lanes = lanes_of(predictor, max(2, reader.frame_count))  # frame_count 0: not known
+    stages = Stages(prepare, lambda pixels: batch_disparity(runner, pixels), finish, after_network, lanes)
     run_pipeline(frames, stages, done, batch_size=options.batch_size, workers=workers)

@@ -210,3 +210,40 @@ print("torch" in sys.modules)
         assert result.returncode == 0 and result.stdout.split() == ["False"], result.stderr
         assert len(list((tmp_path / "cache").glob("*.optimized-*.onnx"))) == 1
     assert np.array_equal(np.load(tmp_path / "file/x_disp.npy"), np.load(tmp_path / "folder/x_disp.npy"))
+
+
+def test_a_folder_in_lanes_gives_the_files_of_one_photo_at_a_time(tmp_path, weights):
+    """On the CPU, onnxruntime runs a folder's pictures two at a time, each pass on its share of the cores
+    (md2.core.engine.cpu_lanes); the numbers are those of a lone photo on all cores, bit for bit."""
+    from md2.core.engine import cpu_lanes
+    from md2.core.exported import load_predictor
+    from md2.core.pictures import collect_inputs
+    from md2.core.predict import PredictOptions, lanes_of, predict_images
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(5):
+        street_image(folder / f"{index}.png", 300 + 20 * index, 100)
+    predictor = load_predictor(weights, device="cpu")
+    runner, lanes = lanes_of(predictor, 5)
+    assert lanes == cpu_lanes()[0] and lanes_of(predictor, 1) == (predictor, 1)
+    if lanes > 1:
+        assert runner is not predictor and runner.network.session.get_session_options().intra_op_num_threads == \
+            cpu_lanes()[1]
+    paths = collect_inputs([str(folder)], "png")
+    predict_images(predictor, paths, PredictOptions(output_dir=tmp_path / "together"))
+    for path in paths:
+        predict_images(predictor, [path], PredictOptions(output_dir=tmp_path / "alone"))
+    for path in paths:
+        for suffix in ("_disp.npy", "_disp.jpeg"):
+            name = f"{path.stem}{suffix}"
+            assert (tmp_path / "together" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
+
+
+def test_lanes_split_the_physical_cores():
+    from md2.core.engine import cpu_lanes, physical_cores
+
+    cores = physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    lanes, threads = cpu_lanes()
+    assert (lanes, threads) == ((2, cores // 2) if cores >= 2 else (1, 1))

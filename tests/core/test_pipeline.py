@@ -31,12 +31,18 @@ def _finish(item: int, ready: Prepared, disp: torch.Tensor) -> float:
     return float(disp[0, 0, 0, 0])
 
 
-@pytest.mark.parametrize("batch_size, workers", [(1, 1), (3, 2), (4, 3)])
-def test_results_and_failures_arrive_in_input_order(batch_size, workers):
+def _slow_network(pixels: np.ndarray) -> np.ndarray:
+    time.sleep(random.random() * 0.004)  # passes in lanes end out of order
+    return pixels[..., :1].transpose(0, 3, 1, 2).astype(np.float32) * 2
+
+
+@pytest.mark.parametrize("batch_size, workers, lanes", [(1, 1, 1), (3, 2, 1), (4, 3, 1), (1, 2, 2), (3, 2, 3)])
+def test_results_and_failures_arrive_in_input_order(batch_size, workers, lanes):
     random.seed(batch_size)
     seen = []
-    run_pipeline(range(40), Stages(_prepare, _network, _finish), lambda item, out: seen.append((item, out)),
-                 batch_size=batch_size, workers=workers)
+    network = _slow_network if lanes > 1 else _network
+    run_pipeline(range(40), Stages(_prepare, network, _finish, lanes=lanes),
+                 lambda item, out: seen.append((item, out)), batch_size=batch_size, workers=workers)
     assert [item for item, _ in seen] == list(range(40))
     for item, outcome in seen:
         if item % 7 == 3:
@@ -45,20 +51,29 @@ def test_results_and_failures_arrive_in_input_order(batch_size, workers):
             assert outcome == 2.0 * item
 
 
-def test_batches_are_consecutive_inputs_and_after_network_sees_every_item_in_order():
-    batches, ordered = [], []
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_batches_are_consecutive_inputs_and_after_network_sees_every_item_in_order(lanes):
+    batches, ordered, threads = [], [], set()
 
     def network(images):
         batches.append([int(v) for v in images[:, 0, 0, 0]])
-        return _network(images)
+        threads.add(threading.current_thread() is threading.main_thread())
+        return _slow_network(images)
 
-    stages = Stages(_prepare, network, _finish, after_network=lambda item, ready, disp: ordered.append(item) or disp)
+    def after_network(item, ready, disp):
+        assert threading.current_thread() is threading.main_thread()  # torch's work stays in the caller's thread
+        ordered.append(item)
+        return disp
+
+    stages = Stages(_prepare, network, _finish, after_network=after_network, lanes=lanes)
     run_pipeline(range(12), stages, lambda item, out: None, batch_size=4)
-    assert batches == [[0, 1, 2], [4, 5, 6, 7], [8, 9, 11]]  # 3 and 10 unreadable: dropped from their batch
+    assert sorted(batches) == [[0, 1, 2], [4, 5, 6, 7], [8, 9, 11]]  # 3 and 10 unreadable: dropped from their batch
     assert ordered == [i for i in range(12) if i % 7 != 3]
+    assert threads == ({True} if lanes == 1 else {False})  # one lane: the caller's thread, as torch needs
 
 
-def test_memory_is_bounded_on_an_endless_input():
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_memory_is_bounded_on_an_endless_input(lanes):
     pulled, done, most = 0, 0, 0
 
     def endless():
@@ -75,13 +90,14 @@ def test_memory_is_bounded_on_an_endless_input():
             raise StopIteration("enough")
 
     with pytest.raises(StopIteration):
-        run_pipeline(endless(), Stages(lambda i: Prepared(np.zeros((2, 2, 3), np.uint8), (2, 2)), _network, _finish),
-                     on_done, batch_size=4, ahead=10)
-    assert most <= 10 + 4 + 10 + 2  # queued + one batch + finishing + in hand
+        run_pipeline(endless(), Stages(lambda i: Prepared(np.zeros((2, 2, 3), np.uint8), (2, 2)), _network, _finish,
+                                       lanes=lanes), on_done, batch_size=4, ahead=10)
+    assert most <= 10 + 4 * lanes + 10 + 2  # queued + a batch in each lane + finishing + in hand
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
 @pytest.mark.parametrize("where", ["items", "network", "finish"])
-def test_an_error_stops_the_pipeline_and_its_threads(where):
+def test_an_error_stops_the_pipeline_and_its_threads(where, lanes):
     before = threading.active_count()
 
     def items():
@@ -102,14 +118,14 @@ def test_an_error_stops_the_pipeline_and_its_threads(where):
 
     seen = []
     with pytest.raises((OSError, RuntimeError, DataError)):
-        run_pipeline(items(), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish),
-                     lambda item, out: seen.append(item), batch_size=2)
+        run_pipeline(items(), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish,
+                                     lanes=lanes), lambda item, out: seen.append(item), batch_size=2)
     assert seen == list(range(len(seen)))  # what was reported before the error, in order
     assert threading.active_count() == before
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_ctrl_c_reports_every_item_whose_finishing_started(batch_size):
+@pytest.mark.parametrize("batch_size, lanes", [(1, 1), (3, 1), (1, 2)])
+def test_ctrl_c_reports_every_item_whose_finishing_started(batch_size, lanes):
     """A frame's .npy is written in ``finish``; after Ctrl-C, every item that wrote one is also reported done
     (the video holds that frame), in order, and the interrupt is raised again."""
     written, seen = [], []
@@ -125,8 +141,9 @@ def test_ctrl_c_reports_every_item_whose_finishing_started(batch_size):
         return item
 
     with pytest.raises(KeyboardInterrupt):
-        run_pipeline(range(40), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish),
-                     lambda item, out: seen.append(item), batch_size=batch_size, workers=2)
+        run_pipeline(range(40), Stages(lambda i: Prepared(np.full((2, 2, 3), i, np.uint8), (2, 2)), network, finish,
+                                       lanes=lanes), lambda item, out: seen.append(item), batch_size=batch_size,
+                     workers=2)
     time.sleep(0.05)  # nothing still running would write later
     assert seen == list(range(len(seen))) and len(seen) >= 1
     assert sorted(written) == seen
