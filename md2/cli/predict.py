@@ -111,7 +111,8 @@ def command(
 
         predictor = load_predictor(weights, device=device, precision=precision, engine=engine,
                                    note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"),
-                                   status=lambda text: console.status(escape(text)))  # transient, terminals only
+                                   status=lambda text: console.status(escape(text)),  # transient, terminals only
+                                   pictures=len(images) + 2 * len(videos))
         cloud_options, metric_scale = depth_outputs(predictor, label, weights, cloud, bool(videos), pred_metric_depth,
                                                     save_depth_png, console)
         batch_size = batch_size or default_batch_size(predictor)

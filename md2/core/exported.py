@@ -66,6 +66,7 @@ class OnnxNetwork:
         ort = import_onnxruntime()
         providers, self.device = _onnx_providers(ort, device)
         self.optimized = optimized if self.device == "cpu" else None
+        self.threads = threads
         try:
             self.session = _session(ort, path, providers, self.optimized, threads)
         except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own classes for bad files
@@ -188,17 +189,18 @@ class TorchScriptNetwork:
         return [named[name].float() for name in outputs or self.meta.output_names]
 
 
-def open_exported(path: Path | str, device: str = "auto",
-                  optimized: Path | None = None) -> OnnxNetwork | TorchScriptNetwork:
+def open_exported(path: Path | str, device: str = "auto", optimized: Path | None = None,
+                  threads: int | None = None) -> OnnxNetwork | TorchScriptNetwork:
     """An exported file (``.onnx``; ``.pt`` or ``.ts`` for TorchScript), ready to run on ``device``; an ONNX file's
-    session from (or saving) the optimised graph ``optimized`` when given (:class:`OnnxNetwork`)."""
+    session from (or saving) the optimised graph ``optimized`` when given, its passes on ``threads`` CPU threads
+    (:class:`OnnxNetwork`)."""
     path = Path(path).expanduser()
     kind = EXPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise UsageError(f"{path}: an exported model ends in {', '.join(EXPORTED_SUFFIXES)}")
     if not path.is_file():
         raise CheckpointError(f"exported model not found: {path}")
-    return OnnxNetwork(path, device, optimized) if kind == "onnx" else TorchScriptNetwork(path, device)
+    return OnnxNetwork(path, device, optimized, threads) if kind == "onnx" else TorchScriptNetwork(path, device)
 
 
 class ExportedPredictor:
@@ -230,6 +232,8 @@ class ExportedPredictor:
         lanes, threads = cpu_lanes()
         if not self.arrays or self.device != "cpu" or pictures < 2 or lanes < 2:
             return self, 1
+        if self.network.threads == threads:  # loaded for many pictures (load_predictor's ``pictures``)
+            return self, lanes
         return ExportedPredictor(self.network.with_threads(threads)), lanes
 
     def disparity(self, images):
@@ -274,7 +278,8 @@ def _disp_to_depth(disp, min_depth: float, max_depth: float):
 
 
 def load_predictor(weights: Path | str, device: str = "auto", precision: str = "auto", engine: str = "auto",
-                   note: Note | None = None, status: Status | None = None) -> DepthPredictor | ExportedPredictor:
+                   note: Note | None = None, status: Status | None = None,
+                   pictures: int = 1) -> DepthPredictor | ExportedPredictor:
     """A depth predictor for a weights folder or an exported ``.onnx`` / ``.pt`` / ``.ts`` file.
 
     A weights folder runs on the ``engine`` :func:`md2.core.engine.choose_engine` picks: torch
@@ -282,10 +287,14 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
     falls back to torch, with a ``note``, where onnxruntime cannot run it; ``status`` is shown while a first run
     exports the folder (:func:`md2.core.engine.cached_onnx`). An exported file runs on its own
     runtime and computes in the precision it was exported in: ``precision`` must then be "auto" or that one.
+    ``pictures``: how many pictures it is loaded for (a video counts as many); from two up, onnxruntime on the
+    CPU makes its session for the pipeline's lanes (:meth:`ExportedPredictor.in_lanes`) rather than for a lone
+    photo, so a folder holds one session, not two.
     """
     path = Path(weights).expanduser()
+    threads = cpu_lanes()[1] if pictures >= 2 and cpu_lanes()[0] >= 2 else None
     if path.is_dir() or (path.suffix.lower() not in EXPORTED_SUFFIXES and not path.is_file()):
-        return _folder_predictor(path, device, precision, engine, note, status)
+        return _folder_predictor(path, device, precision, engine, note, status, threads)
     if path.suffix.lower() not in EXPORTED_SUFFIXES:
         raise CheckpointError(f"{path} is a file: give a weights folder (encoder.pth, depth.pth) or a model "
                               f"written by md2 export ({', '.join(EXPORTED_SUFFIXES)})")
@@ -293,7 +302,7 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
     if engine not in ("auto", runtime):
         raise UsageError(f"{path} runs on {runtime}: leave out --engine {engine}, or give the weights folder")
     optimized = _optimized_for(path) if runtime == "onnxruntime" else None
-    predictor = ExportedPredictor(open_exported(path, device, optimized))
+    predictor = ExportedPredictor(open_exported(path, device, optimized, threads))
     if precision not in ("auto", predictor.precision):
         raise UsageError(f"{path} computes in {predictor.precision}, fixed when it was exported: leave out "
                          f"--precision, or export it again with --precision {precision}")
@@ -301,11 +310,11 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
 
 
 def _folder_predictor(folder: Path, device: str, precision: str, engine: str, note: Note | None,
-                      status: Status | None) -> DepthPredictor | ExportedPredictor:
+                      status: Status | None, threads: int | None) -> DepthPredictor | ExportedPredictor:
     chosen = choose_engine(engine, device, precision, note)
     if chosen == "onnxruntime":
         try:
-            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, status)
+            predictor = onnx_predictor(folder, "cpu" if engine == "auto" else device, status, threads)
         except EngineUnavailable as error:
             if engine != "auto":
                 raise
@@ -319,21 +328,23 @@ def _folder_predictor(folder: Path, device: str, precision: str, engine: str, no
     return DepthPredictor.from_folder(folder, device=device, precision=precision)
 
 
-def onnx_predictor(folder: Path, device: str = "cpu", status: Status | None = None) -> ExportedPredictor | None:
-    """The weights folder's depth network on onnxruntime through its cached export (:func:`cached_onnx`), or None
-    when the folder lacks encoder.pth or depth.pth (torch's loader then names what is missing). Raises
-    EngineUnavailable when onnxruntime cannot run it here."""
+def onnx_predictor(folder: Path, device: str = "cpu", status: Status | None = None,
+                   threads: int | None = None) -> ExportedPredictor | None:
+    """The weights folder's depth network on onnxruntime through its cached export (:func:`cached_onnx`), its
+    passes on ``threads`` CPU threads (default: all cores), or None when the folder lacks encoder.pth or
+    depth.pth (torch's loader then names what is missing). Raises EngineUnavailable when onnxruntime cannot run
+    it here."""
     from md2.core.zoo import is_complete
 
     if not is_complete(folder):
         return None
     onnx_file = cached_onnx(folder, status)
     try:
-        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file), threads))
     except CheckpointError:  # a cached file damaged since it was written (it is written whole): exported again
         onnx_file.unlink(missing_ok=True)
         onnx_file = cached_onnx(folder, status)
-        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file)))
+        return ExportedPredictor(OnnxNetwork(onnx_file, device, _optimized_for(onnx_file), threads))
 
 
 def _optimized_for(onnx_file: Path) -> Path | None:

@@ -230,6 +230,8 @@ def test_a_folder_in_lanes_gives_the_files_of_one_photo_at_a_time(tmp_path, weig
     if lanes > 1:
         assert runner is not predictor and runner.network.session.get_session_options().intra_op_num_threads == \
             cpu_lanes()[1]
+        for_folder = load_predictor(weights, device="cpu", pictures=5)  # md2 predict FOLDER: one session only
+        assert lanes_of(for_folder, 5) == (for_folder, lanes)
     paths = collect_inputs([str(folder)], "png")
     predict_images(predictor, paths, PredictOptions(output_dir=tmp_path / "together"))
     for path in paths:
