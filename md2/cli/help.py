@@ -17,6 +17,8 @@ import textwrap
 
 from typer.core import TyperCommand, TyperGroup
 
+from md2.cli.coercion import plain_coercion
+
 # Typer parses with a copy of click of its own (typer._click in recent versions): the context and formatter
 # classes are taken from its command class, so md2's derive from the ones it really uses.
 _Context = TyperCommand.context_class
@@ -118,6 +120,10 @@ class Command(TyperCommand):
 
     context_class = HelpContext
 
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        plain_coercion(self.get_params(ctx))  # no pydantic for md2's plain options (md2.cli.coercion)
+        return super().parse_args(ctx, args)
+
     def format_options(self, ctx, formatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
         for param in self.get_params(ctx):
@@ -149,6 +155,10 @@ class Group(TyperGroup):
     cuts it to the line with ``...``)."""
 
     context_class = HelpContext
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        plain_coercion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
     def format_commands(self, ctx, formatter) -> None:
         rows = []
