@@ -1,8 +1,8 @@
 """md2's options turned into values without importing pydantic, with Typer's results.
 
 Typer (0.29 and later) coerces every parameter, defaults included, through a pydantic TypeAdapter built on first
-use; importing pydantic and building ~30 adapters is ~0.15 s of every md2 command (measured: a cached one-photo
-``md2 predict`` 0.63 -> 0.50 s). md2's options are plain ``str``, ``Path``, ``list[str]``, ``int``, ``float`` and
+use; importing pydantic and building ~30 adapters is ~0.1 s of every md2 command (measured: a cached one-photo
+``md2 predict`` 0.67 -> 0.58 s, medians of 8 alternated runs). md2's options are plain ``str``, ``Path``, ``list[str]``, ``int``, ``float`` and
 ``bool``. :func:`plain_coercion` gives such parameters a coercion that returns what Typer's returns for the values
 that need no parsing (a string for a string, a path for a path, a default already of its type and within its
 bounds) and hands every other value (a number typed on the command line, a path that exists but cannot be read,

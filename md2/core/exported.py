@@ -292,7 +292,8 @@ def load_predictor(weights: Path | str, device: str = "auto", precision: str = "
     photo, so a folder holds one session, not two.
     """
     path = Path(weights).expanduser()
-    threads = cpu_lanes()[1] if pictures >= 2 and cpu_lanes()[0] >= 2 else None
+    lanes, per_lane = cpu_lanes()
+    threads = per_lane if pictures >= 2 and lanes >= 2 else None
     if path.is_dir() or (path.suffix.lower() not in EXPORTED_SUFFIXES and not path.is_file()):
         return _folder_predictor(path, device, precision, engine, note, status, threads)
     if path.suffix.lower() not in EXPORTED_SUFFIXES:
