@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from md2.core.checkpoint import save_weights_folder
-from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
 from md2.data.groundtruth import export_gt
 from tests import md2_process
+from tests.model_folders import random_model
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 OFFLINE = "http://127.0.0.1:9"  # nothing listens there: any download fails at once, never the internet
@@ -419,15 +418,8 @@ def world(synth_raw, tmp_path_factory) -> World:
     torch.manual_seed(0)
     folders = {}
     for layers in (18, 50):
-        encoder = ResnetEncoder(layers)
-        pose_encoder = ResnetEncoder(layers, num_input_images=2)
-        folders[layers] = save_weights_folder(root / f"resnet{layers}", {
-            "encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
-            "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)},
-            height=64, width=192, use_stereo=False)
-    encoder = ResnetEncoder(18)
-    odd_size = save_weights_folder(root / "odd_size", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                                   height=100, width=190, use_stereo=False)
+        folders[layers] = random_model(root / f"resnet{layers}", use_stereo=False, pose=True, layers=layers)
+    odd_size = random_model(root / "odd_size", use_stereo=False, height=100, width=190)
     splits = root / "splits"
     shutil.copytree(synth_raw / "splits", splits)
     export_gt(synth_raw, "synth", splits_dir=splits, jobs=1, progress=False)

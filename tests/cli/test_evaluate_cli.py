@@ -9,13 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from md2.cli.app import main
-from md2.core.checkpoint import save_weights_folder
-from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
 from tests.cli.test_app import run_md2
+from tests.model_folders import random_model
 
 SPLIT = "synth"
 
@@ -78,13 +76,7 @@ def perfect_disps(synth_raw, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A random-weights model (depth and pose networks), ResNet-18 at 64 x 192."""
-    torch.manual_seed(0)
-    encoder = ResnetEncoder(18)
-    pose_encoder = ResnetEncoder(18, pretrained=False, num_input_images=2)
-    modules = {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
-               "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)}
-    return save_weights_folder(tmp_path_factory.mktemp("model") / "weights_0", modules, height=64, width=192,
-                               use_stereo=False)
+    return random_model(tmp_path_factory.mktemp("model") / "weights_0", use_stereo=False, seed=0, pose=True)
 
 
 def _depth_args(root: Path, splits: Path, *extra) -> list:
@@ -325,7 +317,6 @@ def zoo_zips(weights, tmp_path_factory) -> dict[str, bytes]:
 def local_zoo(zoo_zips, tmp_path, monkeypatch) -> Path:
     """``zoo_zips`` served from 127.0.0.1 (MD2_ZOO_URL); MD2_HOME in tmp_path (returned)."""
     from tests.httpserver import LocalServer
-
     from tests.zoo_table import publish_for_paths
 
     publish_for_paths(monkeypatch, zoo_zips)  # the table holds these zips' md5 for the test

@@ -11,20 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from md2.core.checkpoint import save_weights_folder
-from md2.core.networks import DepthDecoder, PoseDecoder, ResnetEncoder
 from tests.cli.test_app import run_md2
 from tests.cli.test_predict import street_image
+from tests.model_folders import random_model
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    encoder, pose_encoder = ResnetEncoder(18), ResnetEncoder(18, num_input_images=2)
-    return save_weights_folder(tmp_path_factory.mktemp("model") / "weights_0", {
-        "encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
-        "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)},
-        height=64, width=192, use_stereo=True)
+    return random_model(tmp_path_factory.mktemp("model") / "weights_0", use_stereo=True, seed=0, pose=True)
 
 
 @pytest.fixture(scope="module")

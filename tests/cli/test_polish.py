@@ -20,6 +20,7 @@ from md2.core.zoo import MODELS
 from tests.cli.test_app import COMMANDS, run_md2
 from tests.core.test_zoo import zip_folder
 from tests.httpserver import LocalServer
+from tests.model_folders import random_model
 from tests.zoo_table import publish_for_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,12 +86,7 @@ def test_verbose_adds_settings_and_files_quiet_prints_nothing(tmp_path):
 def test_predict_verbose_names_the_model_device_and_every_image(tmp_path):
     from PIL import Image
 
-    from md2.core.checkpoint import save_weights_folder
-    from md2.core.networks import DepthDecoder, ResnetEncoder
-
-    encoder = ResnetEncoder(18)
-    weights = save_weights_folder(tmp_path / "w", {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                                  height=64, width=192, use_stereo=False)
+    weights = random_model(tmp_path / "w", use_stereo=False)
     for name in ("a", "b"):
         Image.new("RGB", (96, 32), (90, 120, 150)).save(tmp_path / f"{name}.jpg")
     result = run_md2("predict", str(tmp_path), "--weights", str(weights), "--device", "cpu", "--verbose")
@@ -170,14 +166,7 @@ def test_completion_completes_commands_and_options():
 def zoo_model(tmp_path_factory) -> tuple[Path, bytes]:
     """One ResNet-18 model at 64 x 192 written by md2 (read-only for the tests) and its zip archive: built once
     for the module (about 3 s), served afresh to every test by ``local_zoo``."""
-    from md2.core.checkpoint import save_weights_folder
-    from md2.core.networks import DepthDecoder, ResnetEncoder
-
-    torch.manual_seed(0)
-    encoder = ResnetEncoder(18)
-    folder = save_weights_folder(tmp_path_factory.mktemp("zoo_model") / "w",
-                                 {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                                 height=64, width=192, use_stereo=True)
+    folder = random_model(tmp_path_factory.mktemp("zoo_model") / "w", use_stereo=True, seed=0)
     return folder, zip_folder(folder)
 
 

@@ -7,26 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from md2.core.checkpoint import save_weights_folder
 from md2.core.metric_scale import SCALE_FILE
-from md2.core.networks import DepthDecoder, ResnetEncoder
 from tests.cli.test_app import run_md2
 from tests.cli.test_predict import street_image
 from tests.core.test_pointcloud import read_ply
+from tests.model_folders import random_model
 
 
 @pytest.fixture(scope="module")
 def mono_weights(tmp_path_factory) -> Path:
     """An md2-written mono ResNet-18 depth model at 64 x 192 (seed 1)."""
-    folder = tmp_path_factory.mktemp("mono") / "weights_0"
-    torch.manual_seed(1)
-    encoder = ResnetEncoder(18)
-    save_weights_folder(folder, {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc)},
-                        height=64, width=192, use_stereo=False)
-    return folder
+    return random_model(tmp_path_factory.mktemp("mono") / "weights_0", use_stereo=False, seed=1)
 
 
 def test_point_cloud_writes_ply_and_picture_in_metres_for_a_stereo_model(tmp_path, weights):
@@ -114,15 +107,7 @@ def test_point_cloud_options_without_point_cloud_are_usage_errors(tmp_path, weig
 @pytest.fixture(scope="module")
 def pose_weights(tmp_path_factory) -> Path:
     """A stereo-trained md2-written model with its pose network, ResNet-18 at 64 x 192 (seed 2)."""
-    from md2.core.networks import PoseDecoder
-
-    torch.manual_seed(2)
-    encoder = ResnetEncoder(18)
-    pose_encoder = ResnetEncoder(18, pretrained=False, num_input_images=2)
-    modules = {"encoder": encoder, "depth": DepthDecoder(encoder.num_ch_enc), "pose_encoder": pose_encoder,
-               "pose": PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2)}
-    return save_weights_folder(tmp_path_factory.mktemp("posed") / "weights_0", modules, height=64, width=192,
-                               use_stereo=True)
+    return random_model(tmp_path_factory.mktemp("posed") / "weights_0", use_stereo=True, seed=2, pose=True)
 
 
 def test_video_point_cloud_fuses_its_frames_into_one_ply(tmp_path, synth_raw, pose_weights):
